@@ -1,0 +1,90 @@
+"""GRU and LSTM cells as pure functions, and a length-aware scan over time.
+
+For speed, all gates share one matrix: the input-to-hidden projection of every time step is one matmul done
+before the scan (`project_inputs`), and each step does one (B, H) x (H, G) matmul for the recurrence.
+Parameters carry a leading direction axis R (1, or 2 for a bidirectional layer) so that both directions of
+a layer run in the same scan. A cell state is a tuple: GRU (h,), LSTM (h, c).
+
+  GRU:  r, z = σ(x W_r + h U_r + b), n = tanh(x W_n + b_n + r ⊙ (h U_n + b_hn)), h' = (1 - z) ⊙ n + z ⊙ h
+  LSTM: i, f, g, o = x W + h U + b;  c' = σ(f) ⊙ c + σ(i) ⊙ tanh(g);  h' = σ(o) ⊙ tanh(c')
+"""
+
+import jax
+import jax.numpy as jnp
+
+GATES = {'gru': 3, 'lstm': 4}
+
+
+def init(rng, cell: str, in_size: int, hidden: int, directions: int = 1) -> dict:
+  """Parameters of one layer: w_in (R, I, G), w_h (R, H, G), b_in (R, G), b_h (R, G); G = gates * H."""
+  g = GATES[cell] * hidden
+  k_in, k_h = jax.random.split(rng)
+  w_in = jax.nn.initializers.glorot_uniform()(k_in, (directions, in_size, g))
+  # One orthogonal block per gate keeps the recurrence well conditioned at the start.
+  w_h = jax.vmap(lambda k: jnp.concatenate(
+      [jax.nn.initializers.orthogonal()(kk, (hidden, hidden)) for kk in jax.random.split(k, GATES[cell])],
+      axis=1))(jax.random.split(k_h, directions))
+  b_in = jnp.zeros((directions, g))
+  if cell == 'lstm':  # forget-gate bias 1: remember by default
+    b_in = b_in.at[:, hidden:2 * hidden].set(1.0)
+  return {'w_in': w_in, 'w_h': w_h, 'b_in': b_in, 'b_h': jnp.zeros((directions, g))}
+
+
+def zero_state(cell: str, batch_shape: tuple, hidden: int, dtype=jnp.float32) -> tuple:
+  h = jnp.zeros(batch_shape + (hidden,), dtype)
+  return (h,) if cell == 'gru' else (h, h)
+
+
+def project_inputs(params: dict, x_RxBxTxI: jax.Array) -> jax.Array:
+  """Input-to-hidden part of every gate for all time steps at once: (R, B, T, G)."""
+  return jnp.einsum('rbti,rig->rbtg', x_RxBxTxI, params['w_in']) + params['b_in'][:, None, None, :]
+
+
+def step(cell: str, params: dict, state: tuple, xp_RxBxG: jax.Array) -> tuple:
+  """One time step for all directions; `xp` is the step's slice of `project_inputs`."""
+  h_RxBxH = state[0]
+  gh_RxBxG = jnp.einsum('rbh,rhg->rbg', h_RxBxH, params['w_h']) + params['b_h'][:, None, :]
+  if cell == 'gru':
+    xr, xz, xn = jnp.split(xp_RxBxG, 3, axis=-1)
+    hr, hz, hn = jnp.split(gh_RxBxG, 3, axis=-1)
+    r, z = jax.nn.sigmoid(xr + hr), jax.nn.sigmoid(xz + hz)
+    n = jnp.tanh(xn + r * hn)
+    return ((1.0 - z) * n + z * h_RxBxH,)
+  i, f, g, o = jnp.split(xp_RxBxG + gh_RxBxG, 4, axis=-1)
+  c = jax.nn.sigmoid(f) * state[1] + jax.nn.sigmoid(i) * jnp.tanh(g)
+  return (jax.nn.sigmoid(o) * jnp.tanh(c), c)
+
+
+def reverse_padded(x_BxT: jax.Array, lengths_B: jax.Array) -> jax.Array:
+  """Reverses the first `length` positions of each row along axis 1; padding stays where it is."""
+  t_T = jnp.arange(x_BxT.shape[1])
+  idx_BxT = jnp.where(t_T < lengths_B[:, None], lengths_B[:, None] - 1 - t_T, t_T)
+  idx = idx_BxT.reshape(idx_BxT.shape + (1,) * (x_BxT.ndim - 2))
+  return jnp.take_along_axis(x_BxT, idx, axis=1)
+
+
+def run(cell: str, params: dict, xp_RxBxTxG: jax.Array, lengths_B: jax.Array, state0: tuple,
+        unroll: int = 1) -> tuple[jax.Array, tuple]:
+  """Scans a layer over time. Direction 0 runs forward; direction 1 (if present) runs backward.
+
+  Padded positions (t >= length) neither change the state nor produce output (zeros), so each row's final
+  state is the state after its last real position, in both directions.
+  Returns outputs (R, B, T, H) and the final state (tuple of (R, B, H)).
+  """
+  directions, _, steps, _ = xp_RxBxTxG.shape
+  if directions == 2:  # the backward direction reads each sequence from its own last real symbol
+    xp_RxBxTxG = xp_RxBxTxG.at[1].set(reverse_padded(xp_RxBxTxG[1], lengths_B))
+  mask_TxB = jnp.arange(steps)[:, None] < lengths_B[None, :]
+
+  def body(state, inputs):
+    xp_RxBxG, m_B = inputs
+    new = step(cell, params, state, xp_RxBxG)
+    state = tuple(jnp.where(m_B[None, :, None], n, s) for n, s in zip(new, state))
+    return state, state[0] * m_B[None, :, None]
+
+  final, out_TxRxBxH = jax.lax.scan(body, state0, (jnp.moveaxis(xp_RxBxTxG, 2, 0), mask_TxB),
+                                    unroll=unroll)
+  out_RxBxTxH = jnp.moveaxis(out_TxRxBxH, 0, 2)
+  if directions == 2:
+    out_RxBxTxH = out_RxBxTxH.at[1].set(reverse_padded(out_RxBxTxH[1], lengths_B))
+  return out_RxBxTxH, final

@@ -1,0 +1,191 @@
+"""Experiment configuration: defaults, config files and command-line overrides.
+
+A config file is a Python file with `get_config()` returning an `ml_collections.ConfigDict`; it starts from
+`default_config()` and changes what its task needs. Every key exists in the defaults, so the dict is locked:
+a typo in a config file or on the command line (`--config.model.hiden_size=512`) is an error naming the key.
+"""
+
+import ast
+import difflib
+import importlib.util
+import os
+
+import ml_collections
+
+from seq2seq_jax.errors import ConfigError
+
+ATTENTIONS = ('additive', 'dot', 'general', 'scaled_dot', 'none')
+CELLS = ('gru', 'lstm')
+STYLES = ('bahdanau', 'luong')
+SCHEDULES = ('constant', 'cosine', 'linear', 'rsqrt')
+TF_SCHEDULES = ('constant', 'linear', 'exponential', 'inverse_sigmoid')
+TOKENIZERS = ('char', 'space', 'spm')
+
+
+def default_config() -> ml_collections.ConfigDict:
+  """Every key a config may set, with its default."""
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+
+  c.data = d = ml_collections.ConfigDict()
+  d.task = 'reverse'          # copy | reverse | sort | addition | cmudict | tfds | files
+  d.train_file = ''           # SOURCE<TAB>TARGET files: when set, they replace the task's data
+  d.validation_file = ''
+  d.test_file = ''
+  d.source_tokenizer = 'char'  # char | space | spm
+  d.target_tokenizer = 'char'
+  d.spm_vocab_size = 8000
+  d.num_train = 20_000        # synthetic tasks: examples per split (eval splits use num_eval)
+  d.num_eval = 1000
+  d.min_len = 1
+  d.max_len = 12
+  d.alphabet_size = 20        # synthetic tasks: letters 'a'..
+  d.max_source_len = 64       # longer examples are an error (files) or dropped with a count (datasets)
+  d.max_target_len = 64
+  d.batch_size = 128          # global batch, split across devices
+  d.bucket_step = 4           # sequence lengths are padded up to a multiple of this (few shapes)
+  d.tfds_name = ''            # e.g. ted_hrlr_translate/pt_to_en
+  d.tfds_source_key = ''
+  d.tfds_target_key = ''
+  d.data_dir = ''             # TFDS data dir; '' -> $SEQ2SEQ_JAX_DATA_DIR or ~/.cache/seq2seq_jax/tfds
+  d.keep_stress = False       # cmudict: keep stress digits on vowels
+
+  c.model = m = ml_collections.ConfigDict()
+  m.cell = 'gru'              # gru | lstm
+  m.embed_size = 64
+  m.encoder_size = 128        # units per direction
+  m.decoder_size = 128
+  m.num_layers = 1            # encoder and decoder layers
+  m.bidirectional = True
+  m.attention = 'additive'    # additive | dot | general | scaled_dot | none
+  m.attention_size = 128      # additive attention's hidden size
+  m.style = 'bahdanau'        # bahdanau (attend with s_{t-1}) | luong (attend with s_t, attentional vector)
+  m.input_feeding = True      # luong: feed the attentional vector to the next step
+  m.dropout = 0.0             # on embeddings, between layers and on the decoder output
+  m.scan_unroll = 1
+
+  c.train = t = ml_collections.ConfigDict()
+  t.num_steps = 2000
+  t.learning_rate = 3e-3
+  t.schedule = 'cosine'       # constant | cosine | linear | rsqrt (after linear warmup)
+  t.warmup_steps = 100
+  t.weight_decay = 1e-4
+  t.clip_norm = 1.0
+  t.label_smoothing = 0.0
+  t.teacher_forcing = 'constant'   # constant | linear | exponential | inverse_sigmoid
+  t.teacher_forcing_ratio = 1.0    # constant: the ratio; else the start value (1.0)
+  t.teacher_forcing_min = 0.0      # decaying schedules never go below this
+  t.teacher_forcing_k = 1000.0     # decay speed: steps (linear), rate^step (exp), k (inverse sigmoid)
+  t.log_every = 50
+  t.eval_every = 500
+  t.checkpoint_every = 1000
+  t.eval_examples = 1000      # validation sources decoded at each periodic eval (0: all)
+  t.on_nonfinite = 'stop'     # stop | skip: what a NaN/Inf loss or gradient does (the update is never applied)
+
+  c.decode = dc = ml_collections.ConfigDict()
+  dc.max_len_a = 1.5          # max output length = a * source_length + b, at most max_len_cap
+  dc.max_len_b = 10
+  dc.max_len_cap = 256
+  dc.batch_size = 256
+
+  c.parallel = p = ml_collections.ConfigDict()
+  p.mode = 'pmap'             # pmap | shard_map
+  return c
+
+
+def load_config(path: str, overrides: list[str] = ()) -> ml_collections.ConfigDict:
+  """Runs `get_config()` from the file at `path`, applies `key=value` overrides and validates."""
+  if not os.path.isfile(path):
+    raise ConfigError(f'config file not found: {path}')
+  spec = importlib.util.spec_from_file_location('_seq2seq_config', path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  if not hasattr(module, 'get_config'):
+    raise ConfigError(f'{path}: has no get_config() function')
+  cfg = module.get_config()
+  check_keys(cfg, default_config(), where=path)
+  for item in overrides:
+    apply_override(cfg, item)
+  validate(cfg)
+  return cfg
+
+
+def check_keys(cfg, reference, where: str, prefix: str = '') -> None:
+  """Raises ConfigError for a key of `cfg` that the defaults do not have."""
+  for key, value in cfg.items():
+    name = prefix + key
+    if key not in reference:
+      raise ConfigError(f'{where}: unknown config key {name!r}{_suggest(key, reference.keys(), prefix)}')
+    if isinstance(value, ml_collections.ConfigDict):
+      check_keys(value, reference[key], where, name + '.')
+
+
+def apply_override(cfg: ml_collections.ConfigDict, item: str) -> None:
+  """Applies one `model.hidden_size=512` override, parsing the value to the existing field's type."""
+  if '=' not in item:
+    raise ConfigError(f'config override {item!r} is not of the form key=value')
+  name, raw = item.split('=', 1)
+  *parents, leaf = name.split('.')
+  node, path = cfg, ''
+  for part in parents:
+    if part not in node or not isinstance(node[part], ml_collections.ConfigDict):
+      raise ConfigError(f'unknown config key {path + part!r} in override {item!r}')
+    node, path = node[part], path + part + '.'
+  if leaf not in node or isinstance(node[leaf], ml_collections.ConfigDict):
+    raise ConfigError(f'unknown config key {name!r}{_suggest(leaf, node.keys(), path)}')
+  node[leaf] = _parse(raw, node[leaf], name)
+
+
+def _parse(raw: str, old, name: str):
+  """Parses `raw` to the type of the field's current value `old`."""
+  if isinstance(old, str):
+    return raw
+  try:
+    value = ast.literal_eval(raw)
+  except (ValueError, SyntaxError):
+    value = raw
+  if isinstance(old, bool):
+    if isinstance(value, bool):
+      return value
+    if raw.lower() in ('true', 'false'):
+      return raw.lower() == 'true'
+  elif isinstance(old, int) and isinstance(value, int) and not isinstance(value, bool):
+    return value
+  elif isinstance(old, float) and isinstance(value, (int, float)) and not isinstance(value, bool):
+    return float(value)
+  elif isinstance(old, (tuple, list)) and isinstance(value, (tuple, list)):
+    return type(old)(value)
+  raise ConfigError(f'config key {name!r} wants a {type(old).__name__}, got {raw!r}')
+
+
+def _suggest(key: str, keys, prefix: str) -> str:
+  close = difflib.get_close_matches(key, list(keys), n=1)
+  return f" (did you mean '{prefix}{close[0]}'?)" if close else ''
+
+
+def validate(cfg: ml_collections.ConfigDict) -> None:
+  """Checks choices and ranges that would otherwise fail deep inside the model."""
+  def choice(name, value, options):
+    if value not in options:
+      raise ConfigError(f'config {name}={value!r} is not one of {", ".join(options)}')
+  m, t, d = cfg.model, cfg.train, cfg.data
+  choice('model.cell', m.cell, CELLS)
+  choice('model.attention', m.attention, ATTENTIONS)
+  choice('model.style', m.style, STYLES)
+  choice('train.schedule', t.schedule, SCHEDULES)
+  choice('train.teacher_forcing', t.teacher_forcing, TF_SCHEDULES)
+  choice('data.source_tokenizer', d.source_tokenizer, TOKENIZERS)
+  choice('data.target_tokenizer', d.target_tokenizer, TOKENIZERS)
+  choice('parallel.mode', cfg.parallel.mode, ('pmap', 'shard_map'))
+  choice('train.on_nonfinite', t.on_nonfinite, ('stop', 'skip'))
+  for name in ('model.embed_size', 'model.encoder_size', 'model.decoder_size', 'model.num_layers', 'model.attention_size',
+               'data.batch_size', 'data.bucket_step', 'train.num_steps', 'decode.batch_size'):
+    section, key = name.split('.')
+    if cfg[section][key] < 1:
+      raise ConfigError(f'config {name}={cfg[section][key]} must be at least 1')
+  if not 0.0 <= m.dropout < 1.0:
+    raise ConfigError(f'config model.dropout={m.dropout} must be in [0, 1)')
+  if not 0.0 <= t.teacher_forcing_ratio <= 1.0:
+    raise ConfigError(f'config train.teacher_forcing_ratio={t.teacher_forcing_ratio} must be in [0, 1]')
+  if m.style == 'luong' and m.attention == 'none':
+    raise ConfigError("config model.style='luong' needs an attention function, not 'none'")

@@ -1,0 +1,101 @@
+"""Plain-text data files: `SOURCE<TAB>TARGET` pairs and `SOURCE<TAB>REF1[<TAB>REF2 ...]` references.
+
+Files are UTF-8, one record per line. CRLF line ends and a missing final newline are accepted, and each
+field is stripped of surrounding whitespace. The whole file is validated before anything is returned, so a
+malformed file fails a run before it starts, with a `DataError` naming `path:line`.
+"""
+
+from __future__ import annotations
+
+import codecs
+import dataclasses
+import os
+from collections.abc import Iterator, Sequence
+
+from seq2seq_jax.errors import DataError
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Pair:
+  """One `SOURCE<TAB>TARGET` line; `where` is `path:line` (1-based) for later error messages."""
+
+  source: str
+  target: str
+  where: str
+
+
+def _read_text(path: str) -> str:
+  """The file decoded as UTF-8 (a leading BOM dropped); DataError if missing, unreadable or empty."""
+  if os.path.isdir(path):
+    raise DataError(f"{path}: is a directory, expected a text file")
+  try:
+    with open(path, "rb") as f:
+      data = f.read()
+  except FileNotFoundError:
+    raise DataError(f"{path}: file not found") from None
+  except OSError as e:
+    raise DataError(f"{path}: cannot read file ({e.strerror or e})") from None
+  if not data:
+    raise DataError(f"{path}: empty file")
+  if data.startswith(codecs.BOM_UTF8):
+    data = data[len(codecs.BOM_UTF8):]
+  try:
+    return data.decode("utf-8")
+  except UnicodeDecodeError as e:
+    lineno = data.count(b"\n", 0, e.start) + 1
+    column = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
+    raise DataError(f"{path}:{lineno}: not valid UTF-8 (byte 0x{data[e.start]:02x} at byte column {column})") from None
+
+
+def _records(path: str) -> Iterator[tuple[str, list[str]]]:
+  """(`path:line`, stripped tab-separated fields) of each line; DataError for empty or tab-less lines."""
+  lines = _read_text(path).split("\n")
+  if lines[-1] == "":  # A single newline at the end of the file ends the last line.
+    lines.pop()
+  for lineno, line in enumerate(lines, 1):
+    if not line.strip():
+      raise DataError(f"{path}:{lineno}: empty line")
+    fields = line.split("\t")
+    if len(fields) < 2:
+      raise DataError(f"{path}:{lineno}: no tab; expected SOURCE<TAB>TARGET")
+    yield f"{path}:{lineno}", [field.strip() for field in fields]
+
+
+def read_pairs(path: str | os.PathLike) -> list[Pair]:
+  """All `SOURCE<TAB>TARGET` lines of `path`, in file order."""
+  path = os.fspath(path)
+  pairs = []
+  for where, fields in _records(path):
+    if len(fields) > 2:
+      raise DataError(f"{where}: {len(fields) - 1} tabs; expected exactly one (SOURCE<TAB>TARGET)")
+    source, target = fields
+    if not source:
+      raise DataError(f"{where}: empty source")
+    if not target:
+      raise DataError(f"{where}: empty target")
+    pairs.append(Pair(source, target, where))
+  return pairs
+
+
+def read_references(path: str | os.PathLike) -> list[tuple[str, list[str]]]:
+  """(source, [reference, ...]) of each `SOURCE<TAB>REF1[<TAB>REF2 ...]` line of `path`, in file order."""
+  path = os.fspath(path)
+  records = []
+  for where, (source, *refs) in _records(path):
+    if not source:
+      raise DataError(f"{where}: empty source")
+    for k, ref in enumerate(refs, 1):
+      if not ref:
+        raise DataError(f"{where}: empty reference {k}")
+    records.append((source, refs))
+  return records
+
+
+def group_references(pairs: Sequence[Pair]) -> list[tuple[str, list[str]]]:
+  """(source, [target, ...]) per distinct source, in first-appearance order; repeated targets kept once."""
+  grouped: dict[str, list[str]] = {}
+  for pair in pairs:
+    targets = grouped.setdefault(pair.source, [])
+    if pair.target not in targets:
+      targets.append(pair.target)
+  return list(grouped.items())

@@ -1,0 +1,107 @@
+"""From token ids to padded, length-bucketed batches; the training stream is a grain dataset.
+
+A batch is a dict of numpy arrays (B batch, S source length, T target length):
+  src (B, S) int32      source ids followed by EOS, then PAD
+  src_len (B,) int32    real source length (with EOS)
+  tgt_in (B, T) int32   BOS y_1 .. y_n, then PAD
+  tgt_out (B, T) int32  y_1 .. y_n EOS, then PAD
+  weights (B, T) f32    1 at real target positions; 0 at padding and in filler rows
+  index (B,) int32      the example's position in its split, -1 for filler rows
+
+Batches take their examples from one length bucket and pad S and T up to the bucket's boundaries, so a whole
+run sees only a handful of shapes (jit compiles each once). The last batch of a bucket is filled up with
+copies of its first row whose weights are 0: they change no loss, gradient or metric.
+"""
+
+import threading
+
+import grain
+import numpy as np
+
+from seq2seq_jax.vocab import BOS, EOS, PAD
+
+
+def bucket_len(n: int, step: int) -> int:
+  """Smallest boundary >= n. Boundaries: step, 2 step, 3 step, 4 step, then growing by 1.5x (multiples of step)."""
+  b = step
+  while b < n:
+    b = b + step if b < 4 * step else -(-int(b * 1.5) // step) * step
+  return b
+
+
+class Examples:
+  """One split as token ids: `src[i]` (without EOS) and `tgt[i]` (without BOS/EOS)."""
+
+  def __init__(self, src: list, tgt: list, step: int):
+    self.src = [np.asarray(s, np.int32) for s in src]
+    self.tgt = [np.asarray(t, np.int32) for t in tgt]
+    self.keys = np.array([(bucket_len(len(s) + 1, step), bucket_len(len(t) + 1, step))
+                          for s, t in zip(self.src, self.tgt)], np.int32).reshape(-1, 2)
+
+  def __len__(self) -> int:
+    return len(self.src)
+
+  def batch(self, idx: np.ndarray) -> dict:
+    """Pads the examples `idx` (-1: filler) to the largest bucket shape among them."""
+    real = idx[idx >= 0]
+    s_len, t_len = self.keys[real].max(axis=0)
+    b = len(idx)
+    out = {'src': np.full((b, s_len), PAD, np.int32), 'src_len': np.zeros((b,), np.int32),
+           'tgt_in': np.full((b, t_len), PAD, np.int32), 'tgt_out': np.full((b, t_len), PAD, np.int32),
+           'weights': np.zeros((b, t_len), np.float32), 'index': idx.astype(np.int32)}
+    for row, i in enumerate(np.where(idx >= 0, idx, real[0])):
+      s, t = self.src[i], self.tgt[i]
+      out['src'][row, :len(s)], out['src'][row, len(s)] = s, EOS
+      out['src_len'][row] = len(s) + 1
+      out['tgt_in'][row, 0], out['tgt_in'][row, 1:len(t) + 1] = BOS, t
+      out['tgt_out'][row, :len(t)], out['tgt_out'][row, len(t)] = t, EOS
+      out['weights'][row, :len(t) + 1] = float(idx[row] >= 0)
+    return out
+
+  def plan(self, batch_size: int, rng: np.random.Generator | None = None) -> list[np.ndarray]:
+    """Index arrays of one pass over the data, grouped by bucket; shuffled when `rng` is given."""
+    order = rng.permutation(len(self)) if rng is not None else np.arange(len(self))
+    batches = []
+    for key in sorted({tuple(k) for k in self.keys}):
+      members = order[(self.keys[order] == key).all(axis=1)]
+      for start in range(0, len(members), batch_size):
+        chunk = members[start:start + batch_size]
+        batches.append(np.concatenate([chunk, np.full(batch_size - len(chunk), -1)]))
+    if rng is not None:
+      batches = [batches[i] for i in rng.permutation(len(batches))]
+    return batches
+
+
+class _TrainBatches:
+  """Random access to the endless shuffled batch stream: batch i of epoch i // per_epoch."""
+
+  def __init__(self, examples: Examples, batch_size: int, seed: int):
+    self.examples, self.batch_size, self.seed = examples, batch_size, seed
+    self.per_epoch = len(examples.plan(batch_size))
+    self._plans, self._lock = {}, threading.Lock()
+
+  def __len__(self) -> int:
+    return self.per_epoch * 1_000_000
+
+  def __getitem__(self, i: int) -> dict:
+    epoch, j = divmod(int(i), self.per_epoch)
+    with self._lock:
+      if epoch not in self._plans:
+        self._plans = {e: p for e, p in self._plans.items() if e >= epoch - 1}
+        self._plans[epoch] = self.examples.plan(self.batch_size, np.random.default_rng([self.seed, epoch]))
+      idx = self._plans[epoch][j]
+    return self.examples.batch(idx)
+
+
+def train_stream(examples: Examples, batch_size: int, seed: int, threads: int = 2) -> grain.IterDataset:
+  """Endless, seeded, bucketed training batches. `iter(...)` has `get_state()`/`set_state()` for exact resume."""
+  if len(examples) == 0:
+    raise ValueError('no training examples')
+  return grain.MapDataset.source(_TrainBatches(examples, batch_size, seed)).to_iter_dataset(
+      grain.ReadOptions(num_threads=threads, prefetch_buffer_size=8))
+
+
+def eval_batches(examples: Examples, batch_size: int):
+  """One ordered pass (bucketed, filler rows marked with index -1)."""
+  for idx in examples.plan(batch_size):
+    yield examples.batch(idx)

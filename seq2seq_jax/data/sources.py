@@ -1,0 +1,77 @@
+"""Where a split's text comes from (a built-in task, CMUdict, TFDS, or the user's files), and its encoding.
+
+Every source yields `(source, target, where)` triples; `where` names the origin for error messages
+("train.tsv:12", "cmudict_g2p/train #5").
+"""
+
+import collections
+
+from seq2seq_jax.data import synthetic
+from seq2seq_jax.data.pipeline import Examples
+from seq2seq_jax.errors import ConfigError, DataError
+from seq2seq_jax.vocab import Vocab
+
+SPLITS = ('train', 'validation', 'test')
+
+
+def load_pairs(cfg, split: str) -> list[tuple[str, str, str]]:
+  """All (source, target, where) triples of `split`; a source with several targets appears several times."""
+  d = cfg.data
+  if split not in SPLITS:
+    raise ConfigError(f'unknown split {split!r}; splits: {", ".join(SPLITS)}')
+  path = d[f'{split}_file']
+  if path:
+    from seq2seq_jax.data import files
+    return [(p.source, p.target, p.where) for p in files.read_pairs(path)]
+  if d.train_file:
+    raise ConfigError(f'data.train_file is set but data.{split}_file is not: give both')
+  if d.task in synthetic.TASKS:
+    return [(s, t, f'{d.task}/{split} #{i}') for i, (s, t) in enumerate(synthetic.generate(d.task, split, d, cfg.seed))]
+  if d.task == 'cmudict':
+    from seq2seq_jax.data import cmudict_tfds
+    entries = cmudict_tfds.load_cmudict(split, d.data_dir or None, stress=d.keep_stress)
+    return [(w, p, f'cmudict_g2p/{split} #{i}') for i, (w, prons) in enumerate(entries) for p in prons]
+  raise ConfigError(f'data.task={d.task!r} is not a known task (and no data.train_file is given)')
+
+
+def group_references(pairs) -> list[tuple[str, list[str]]]:
+  """Several pairs with the same source are several references; sources in first-appearance order."""
+  refs = collections.OrderedDict()
+  for source, target, _ in pairs:
+    targets = refs.setdefault(source, [])
+    if target not in targets:
+      targets.append(target)
+  return list(refs.items())
+
+
+def build_vocabs(cfg, train_pairs) -> tuple[Vocab, Vocab]:
+  d = cfg.data
+  if 'spm' in (d.source_tokenizer, d.target_tokenizer):
+    raise ConfigError('the spm tokenizer is not available in this version')
+  return (Vocab.build((s for s, _, _ in train_pairs), d.source_tokenizer),
+          Vocab.build((t for _, t, _ in train_pairs), d.target_tokenizer))
+
+
+def encode(cfg, pairs, src_vocab: Vocab, tgt_vocab: Vocab) -> tuple[Examples, list, dict]:
+  """Token ids of `pairs`. Returns (examples, the pairs kept, a report of UNKs and dropped pairs).
+
+  Unknown symbols become UNK and are counted. A pair longer than data.max_source_len / max_target_len is an
+  error when it comes from a user's file (named by file and line), and is dropped and counted otherwise.
+  """
+  d = cfg.data
+  unknown = collections.Counter()
+  src, tgt, kept, dropped = [], [], [], 0
+  for source, target, where in pairs:
+    s, t = src_vocab.encode(source, where, unknown), tgt_vocab.encode(target, where, unknown)
+    if not s or not t:
+      raise DataError(f'{where}: empty {"source" if not s else "target"} after tokenization')
+    if len(s) > d.max_source_len or len(t) > d.max_target_len:
+      if d.train_file:
+        raise DataError(f'{where}: {len(s)} source / {len(t)} target symbols, over data.max_source_len='
+                        f'{d.max_source_len} / data.max_target_len={d.max_target_len}')
+      dropped += 1
+      continue
+    src.append(s)
+    tgt.append(t)
+    kept.append((source, target, where))
+  return Examples(src, tgt, d.bucket_step), kept, {'unknown': dict(unknown), 'dropped_too_long': dropped}

@@ -1,0 +1,71 @@
+"""Evaluation of a model on (source, target) pairs: teacher-forced loss and accuracy, and decoded metrics.
+
+Decoded metrics compare the greedy output of every distinct source with all its references:
+exact_match, per / wer (symbol-level, closest reference; see metrics.py), and BLEU / chrF for translation.
+"""
+
+import collections
+import functools
+
+import jax
+import numpy as np
+
+from seq2seq_jax import metrics, steps
+from seq2seq_jax.data import pipeline, sources as sources_lib
+
+
+@functools.lru_cache(maxsize=None)
+def _eval_step(model):
+  return jax.jit(functools.partial(steps.eval_step, model=model))
+
+
+def teacher_forced(predictor, examples: pipeline.Examples) -> dict:
+  """Loss per target token (EOS included) and token accuracy under teacher forcing."""
+  step = _eval_step(predictor.model)
+  totals = None
+  for batch in pipeline.eval_batches(examples, predictor.cfg.decode.batch_size):
+    batch.pop('index')
+    out = step(predictor.params, batch)
+    totals = out if totals is None else jax.tree.map(lambda a, b: a + b, totals, out)
+  totals = jax.tree.map(float, totals)
+  return {'loss': totals['loss_sum'] / max(totals['tokens'], 1.0),
+          'token_accuracy': 100.0 * totals['correct'] / max(totals['tokens'], 1.0)}
+
+
+def decoded(predictor, references: list[tuple[str, list[str]]], translation: bool = False) -> dict:
+  """Greedy-decodes each source and scores it against its references (percentages)."""
+  src_vocab, tgt_vocab = predictor.src_vocab, predictor.tgt_vocab
+  ids = [src_vocab.encode(s, 'eval', unknown=collections.Counter()) for s, _ in references]
+  hyps = [r['tokens'] for r in predictor.decode_ids(ids)]
+  hyp_symbols = [[tgt_vocab.symbols[i] for i in h] for h in hyps]
+  ref_symbols = [[tgt_vocab.split(r) for r in refs] for _, refs in references]
+  out = metrics.error_rates(hyp_symbols, ref_symbols)
+  if translation:
+    hyp_text = [tgt_vocab.decode(h) for h in hyps]
+    ref_text = [refs for _, refs in references]
+    out['bleu'] = metrics.bleu(hyp_text, ref_text)
+    out['chrf'] = metrics.chrf(hyp_text, ref_text)
+  out['num_items'] = int(out['num_items'])
+  return out
+
+
+def evaluate(predictor, pairs, max_items: int = 0) -> dict:
+  """All metrics on `pairs` ((source, target, where) triples); `max_items` > 0 keeps the first sources only."""
+  references = sources_lib.group_references(pairs)
+  if max_items:
+    references = references[:max_items]
+    keep = {s for s, _ in references}
+    pairs = [p for p in pairs if p[0] in keep]
+  examples, _, _ = sources_lib.encode(predictor.cfg, pairs, predictor.src_vocab, predictor.tgt_vocab)
+  result = teacher_forced(predictor, examples)
+  result.update(decoded(predictor, references, translation=predictor.cfg.data.task == 'tfds'))
+  return result
+
+
+def task_metric(cfg) -> tuple[str, str]:
+  """The validation metric that picks the best checkpoint, and whether higher ('max') or lower is better."""
+  if cfg.data.task == 'tfds':
+    return 'bleu', 'max'
+  if cfg.data.task == 'cmudict' or cfg.data.target_tokenizer == 'space':
+    return 'wer', 'min'
+  return 'exact_match', 'max'

@@ -1,0 +1,86 @@
+"""The encoder-decoder as a Flax Linen module.
+
+The module only owns parameters (one pytree for the encoder, one for the decoder); the math lives in the pure
+functions of `encoder.py` and `decoder.py`. Parameters are passed to `apply`:
+
+  params = model.init(rng, src_BxS, src_len_B, tgt_in_BxT)['params']
+  logits_BxTxV, attn_BxTxS = model.apply({'params': params}, src_BxS, src_len_B, tgt_in_BxT)
+  carry, memory = model.apply({'params': params}, src_BxS, src_len_B, method='encode')
+  carry, logits_BxV, attn_BxS = model.apply({'params': params}, carry, y_B, memory, method='decode_step')
+
+Training and every decoding algorithm go through `decoder.step`, so there is one copy of the step's math.
+"""
+
+import dataclasses
+
+import flax.linen as nn
+import jax
+
+from seq2seq_jax import decoder, encoder
+from seq2seq_jax.errors import ConfigError
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+  """Static (hashable) model hyper-parameters, from `cfg.model` and the vocabulary sizes."""
+  src_vocab: int
+  tgt_vocab: int
+  cell: str = 'gru'
+  embed_size: int = 64
+  encoder_size: int = 128
+  decoder_size: int = 128
+  num_layers: int = 1
+  bidirectional: bool = True
+  attention: str = 'additive'
+  attention_size: int = 128
+  style: str = 'bahdanau'
+  input_feeding: bool = True
+  dropout: float = 0.0
+  scan_unroll: int = 1
+
+  @property
+  def memory_size(self) -> int:
+    """D: size of the encoder's output per source position."""
+    return self.encoder_size * (2 if self.bidirectional else 1)
+
+  @classmethod
+  def from_config(cls, m, src_vocab: int, tgt_vocab: int) -> 'ModelConfig':
+    c = cls(src_vocab=src_vocab, tgt_vocab=tgt_vocab, **{f.name: m[f.name] for f in dataclasses.fields(cls)
+                                                           if f.name not in ('src_vocab', 'tgt_vocab')})
+    if c.attention in ('dot', 'scaled_dot') and c.decoder_size != c.memory_size:
+      raise ConfigError(f'model.attention={c.attention!r} needs decoder_size == encoder output size '
+                        f'({c.decoder_size} != {c.memory_size}); use attention=general or change the sizes')
+    return c
+
+
+class Seq2Seq(nn.Module):
+  """Embeddings -> (bi)RNN encoder -> attention decoder -> vocabulary logits."""
+  c: ModelConfig
+
+  def setup(self):
+    c = self.c
+    self.enc = self.param('encoder', encoder.init, c.cell, c.src_vocab, c.embed_size, c.encoder_size,
+                          c.num_layers, c.bidirectional)
+    self.dec = self.param('decoder', decoder.init, c)
+
+  def encode(self, src_BxS, src_len_B, train: bool = False) -> tuple[dict, dict]:
+    """Encodes a padded batch; returns the decoder's initial carry and the attention memory."""
+    rng = self.make_rng('dropout') if train and self.c.dropout > 0 else None
+    memory_BxSxD, finals = encoder.encode(self.enc, self.c.cell, src_BxS, src_len_B, dropout_rate=self.c.dropout,
+                                          rng=rng, unroll=self.c.scan_unroll)
+    return decoder.prepare(self.dec, self.c, memory_BxSxD, src_len_B, finals)
+
+  def decode_step(self, carry: dict, y_B, memory: dict) -> tuple[dict, jax.Array, jax.Array]:
+    """One inference step from the previous tokens (B,): (carry, logits (B, V), attention (B, S))."""
+    carry, features_BxF, attn_BxS = decoder.step(self.dec, self.c, carry, decoder.embed(self.dec, self.c, y_B),
+                                                 memory)
+    return carry, decoder.logits(self.dec, features_BxF), attn_BxS
+
+  def __call__(self, src_BxS, src_len_B, tgt_in_BxT, train: bool = False, tf_ratio=1.0,
+               sample: bool = False) -> tuple[jax.Array, jax.Array]:
+    """Teacher-forced logits (B, T, V) and attention (B, T, S); `sample` turns on scheduled sampling."""
+    carry, memory = self.encode(src_BxS, src_len_B, train)
+    dropout_rng = self.make_rng('dropout') if train and self.c.dropout > 0 else None
+    sample_rng = self.make_rng('sampling') if sample else None
+    return decoder.teacher_forced(self.dec, self.c, carry, memory, tgt_in_BxT, tf_ratio=tf_ratio,
+                                  dropout_rng=dropout_rng, sample_rng=sample_rng)

@@ -1,0 +1,115 @@
+"""Train state, optimizer, schedules and the pure train/eval step functions (one device's view).
+
+The steps take `axis_name`: under pmap/shard_map the loss is the sum over all devices' tokens divided by the
+total token count, so the gradient equals that of one device holding the whole global batch.
+"""
+
+import functools
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import optax
+
+from seq2seq_jax import losses
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array
+  params: Any
+  opt_state: Any
+  rng: jax.Array
+
+
+def learning_rate(t) -> optax.Schedule:
+  """Linear warmup to t.learning_rate, then constant / cosine / linear decay to 0 / rsqrt."""
+  warmup = max(1, t.warmup_steps)
+  decay_steps = max(1, t.num_steps - warmup)
+  after = {'constant': optax.constant_schedule(t.learning_rate),
+           'cosine': optax.cosine_decay_schedule(t.learning_rate, decay_steps),
+           'linear': optax.linear_schedule(t.learning_rate, 0.0, decay_steps),
+           'rsqrt': lambda s: t.learning_rate * jnp.sqrt(warmup / (s + warmup))}[t.schedule]
+  return optax.join_schedules([optax.linear_schedule(0.0, t.learning_rate, warmup), after], [warmup])
+
+
+def optimizer(t) -> optax.GradientTransformation:
+  """AdamW with global-norm clipping."""
+  return optax.chain(optax.clip_by_global_norm(t.clip_norm),
+                     optax.adamw(learning_rate(t), b1=0.9, b2=0.98, weight_decay=t.weight_decay))
+
+
+def teacher_forcing_ratio(t, step):
+  """Probability of feeding the gold token at `step`: constant, or decaying from teacher_forcing_ratio with
+  speed k = teacher_forcing_k: linear 1 - s/k, exponential exp(-s/k), inverse sigmoid k / (k + exp(s/k))
+  (Bengio et al., 2015), never below teacher_forcing_min."""
+  if t.teacher_forcing == 'constant':
+    return jnp.float32(t.teacher_forcing_ratio)
+  s, k = jnp.asarray(step, jnp.float32), t.teacher_forcing_k
+  decay = {'linear': lambda: 1.0 - s / k, 'exponential': lambda: jnp.exp(-s / k),
+           'inverse_sigmoid': lambda: k / (k + jnp.exp(jnp.minimum(s / k, 80.0)))}[t.teacher_forcing]()
+  return jnp.maximum(t.teacher_forcing_min, t.teacher_forcing_ratio * decay)
+
+
+def uses_sampling(t) -> bool:
+  return t.teacher_forcing != 'constant' or t.teacher_forcing_ratio < 1.0
+
+
+def init_state(model, cfg, rng, example_batch) -> TrainState:
+  params_rng, state_rng = jax.random.split(rng)
+  params = model.init(params_rng, example_batch['src'][:1], example_batch['src_len'][:1],
+                      example_batch['tgt_in'][:1])['params']
+  return TrainState(step=jnp.int32(0), params=params, opt_state=optimizer(cfg.train).init(params), rng=state_rng)
+
+
+def _psum(x, axis_name):
+  return jax.lax.psum(x, axis_name) if axis_name else x
+
+
+def train_step(state: TrainState, batch: dict, *, model, cfg, axis_name=None, reduce_grads=True):
+  """One optimizer update. Non-finite loss or gradients skip the update and are reported in the metrics.
+
+  `reduce_grads`: sum gradients over `axis_name` (pmap). Under shard_map with replicated parameters JAX
+  already sums them when it transposes the broadcast, so there it must be False.
+  """
+  t = cfg.train
+  rng, dropout_rng, sample_rng = jax.random.split(state.rng, 3)
+  if axis_name:  # different dropout masks on different devices
+    dropout_rng = jax.random.fold_in(dropout_rng, jax.lax.axis_index(axis_name))
+    sample_rng = jax.random.fold_in(sample_rng, jax.lax.axis_index(axis_name))
+  tokens = _psum(batch['weights'].sum(), axis_name)
+
+  def loss_fn(params):
+    logits, _ = model.apply({'params': params}, batch['src'], batch['src_len'], batch['tgt_in'], train=True,
+                            tf_ratio=teacher_forcing_ratio(t, state.step), sample=uses_sampling(t),
+                            rngs={'dropout': dropout_rng, 'sampling': sample_rng})
+    loss_sum, _ = losses.cross_entropy(logits, batch['tgt_out'], batch['weights'], t.label_smoothing)
+    return loss_sum / jnp.maximum(tokens, 1.0), (loss_sum, logits)
+
+  grads, (loss_sum, logits) = jax.grad(loss_fn, has_aux=True)(state.params)
+  if axis_name and reduce_grads:
+    grads = jax.lax.psum(grads, axis_name)
+  updates, opt_state = optimizer(t).update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  grad_norm = optax.global_norm(grads)
+  loss_sum = _psum(loss_sum, axis_name)
+  finite = jnp.isfinite(loss_sum) & jnp.isfinite(grad_norm)
+  keep = functools.partial(jax.tree.map, lambda new, old: jnp.where(finite, new, old))
+  new_state = TrainState(step=state.step + 1, params=keep(params, state.params),
+                         opt_state=keep(opt_state, state.opt_state), rng=rng)
+  counts = _psum(losses.token_counts(logits, batch['tgt_out'], batch['weights']), axis_name)
+  real_B = batch['weights'].max(-1) > 0
+  metrics = {'loss_sum': jnp.where(finite, loss_sum, 0.0), 'grad_norm': jnp.where(finite, grad_norm, 0.0),
+             'nonfinite': (~finite).astype(jnp.int32),
+             'src_tokens': _psum(((batch['src_len'] - 1) * real_B).sum(), axis_name),  # without EOS
+             'tf_ratio': teacher_forcing_ratio(t, state.step), 'lr': learning_rate(t)(state.step), **counts}
+  return new_state, metrics
+
+
+def eval_step(params, batch: dict, *, model, axis_name=None) -> dict:
+  """Teacher-forced sums: loss, correct tokens, tokens, fully correct sequences, sequences."""
+  logits, _ = model.apply({'params': params}, batch['src'], batch['src_len'], batch['tgt_in'])
+  loss_sum, _ = losses.cross_entropy(logits, batch['tgt_out'], batch['weights'])
+  return _psum({'loss_sum': loss_sum, **losses.token_counts(logits, batch['tgt_out'], batch['weights'])},
+               axis_name)

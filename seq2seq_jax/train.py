@@ -1,0 +1,138 @@
+"""The training loop: data -> pmapped train step -> logs, periodic evaluation, checkpoints.
+
+  seq2seq-jax train --config configs/reverse.py --workdir /tmp/reverse
+"""
+
+import os
+import time
+
+import jax
+import numpy as np
+import tqdm
+
+from seq2seq_jax import checkpoint, evaluate, parallel, steps, workdir as workdir_lib, writers
+from seq2seq_jax.data import pipeline, sources
+from seq2seq_jax.errors import CheckpointError, TrainingError
+from seq2seq_jax.model import ModelConfig, Seq2Seq
+from seq2seq_jax.predictor import Predictor
+
+# Keys that may differ when the same workdir is trained again (e.g. to train for longer).
+RESUMABLE_CHANGES = ('train.num_steps', 'train.log_every', 'train.eval_every', 'train.checkpoint_every',
+                     'train.eval_examples', 'train.on_nonfinite', 'decode.batch_size', 'parallel.mode')
+
+
+def _flat(cfg, prefix=''):
+  out = {}
+  for key, value in cfg.items():
+    if hasattr(value, 'items'):
+      out.update(_flat(value, f'{prefix}{key}.'))
+    else:
+      out[prefix + key] = value
+  return out
+
+
+def check_same_run(workdir: str, cfg) -> None:
+  """A workdir belongs to one experiment: a config that differs in more than RESUMABLE_CHANGES is refused."""
+  if not os.path.isfile(workdir_lib.path(workdir, 'config.json')):
+    return
+  old, new = _flat(workdir_lib.load_config(workdir)), _flat(cfg)
+  diff = [k for k in new if k not in RESUMABLE_CHANGES and old.get(k) != new[k]]
+  if diff:
+    k = diff[0]
+    raise CheckpointError(f'{workdir} holds a run with another config: {k}={old.get(k)!r} there, {new[k]!r} '
+                          f'now ({len(diff)} key(s) differ); use a new --workdir')
+
+
+def prepare_data(cfg, workdir: str, log):
+  """Loads and checks all data before training starts; builds (or reloads) and saves the vocabularies."""
+  train_pairs = sources.load_pairs(cfg, 'train')
+  validation_pairs = sources.load_pairs(cfg, 'validation')
+  if os.path.isfile(workdir_lib.path(workdir, 'vocab_source.json')):
+    src_vocab, tgt_vocab = workdir_lib.load_vocabs(workdir)
+  else:
+    src_vocab, tgt_vocab = sources.build_vocabs(cfg, train_pairs)
+  examples, _, report = sources.encode(cfg, train_pairs, src_vocab, tgt_vocab)
+  sources.encode(cfg, validation_pairs, src_vocab, tgt_vocab)  # fail now on a bad validation file
+  if report['unknown']:
+    log(f'training data: {sum(report["unknown"].values())} unknown symbols mapped to UNK: '
+        f'{dict(sorted(report["unknown"].items())[:10])}')
+  if report['dropped_too_long']:
+    log(f'training data: dropped {report["dropped_too_long"]} pairs longer than data.max_source_len / '
+        f'max_target_len')
+  log(f'data: {len(examples)} training pairs, {len(validation_pairs)} validation pairs; vocabularies: '
+      f'{len(src_vocab)} source / {len(tgt_vocab)} target symbols')
+  return examples, validation_pairs, src_vocab, tgt_vocab
+
+
+def train(cfg, workdir: str, log=print) -> dict:
+  """Trains (or resumes) the run in `workdir`; returns the last validation metrics."""
+  os.makedirs(workdir, exist_ok=True)
+  check_same_run(workdir, cfg)
+  devices = jax.local_devices()
+  parallel.check_batch_size(cfg.data.batch_size, len(devices))
+  examples, validation_pairs, src_vocab, tgt_vocab = prepare_data(cfg, workdir, log)
+  workdir_lib.save_vocabs(workdir, src_vocab, tgt_vocab)
+  workdir_lib.save_config(workdir, cfg)
+
+  model = Seq2Seq(ModelConfig.from_config(cfg.model, len(src_vocab), len(tgt_vocab)))
+  stream = pipeline.train_stream(examples, cfg.data.batch_size, cfg.seed)
+  data_iter = iter(stream)
+  state = steps.init_state(model, cfg, jax.random.PRNGKey(cfg.seed), examples.batch(np.arange(1)))
+  ckpt = checkpoint.Checkpointer(workdir)
+  start = ckpt.latest_step() or 0
+  if start:
+    state, data_state, _ = ckpt.restore(start, state)
+    data_iter.set_state(data_state)
+    log(f'resuming from the checkpoint at step {start} in {ckpt.directory}')
+  num_params = sum(x.size for x in jax.tree.leaves(state.params))
+  log(f'model: {num_params:,} parameters; {len(devices)} device(s): {devices[0].platform}')
+
+  t = cfg.train
+  metric_name, mode = evaluate.task_metric(cfg)
+  writer = writers.MetricWriter(workdir, enabled=jax.process_index() == 0)
+  p_train = parallel.train_step(model, cfg)
+  state = parallel.replicate(state)
+  bar = tqdm.tqdm(total=t.num_steps, initial=start, unit='step', disable=jax.process_index() != 0,
+                  dynamic_ncols=True)
+  pending, clock, last_eval = [], time.perf_counter(), {}
+  for step in range(start + 1, t.num_steps + 1):
+    batch = next(data_iter)
+    batch.pop('index')
+    state, m = p_train(state, parallel.shard(batch, len(devices)))
+    pending.append(m)
+    if step % t.log_every == 0 or step == t.num_steps:
+      jax.block_until_ready(pending[-1])  # the clock must see the device's work, not its dispatch
+      logged = _log_train(pending, step, time.perf_counter() - clock, t.on_nonfinite)
+      writer.write(step, 'train', logged)
+      bar.set_postfix(loss=f'{logged["loss"]:.4f}', tok_s=f'{logged["tokens_per_s"]:,.0f}')
+      bar.update(len(pending))
+      pending, clock = [], time.perf_counter()
+    if step % t.eval_every == 0 or step == t.num_steps:
+      predictor = Predictor(cfg, parallel.unreplicate(state).params, src_vocab, tgt_vocab)
+      last_eval = evaluate.evaluate(predictor, validation_pairs, t.eval_examples)
+      writer.write(step, 'validation', last_eval)
+      bar.write(f'step {step}: validation ' + ', '.join(f'{k} {v:.4g}' for k, v in last_eval.items()))
+      clock = time.perf_counter()
+    if step % t.checkpoint_every == 0 or step == t.num_steps:
+      ckpt.save(step, parallel.unreplicate(state), data_iter.get_state(), {'validation': last_eval})
+      clock = time.perf_counter()
+  bar.close()
+  writer.close()
+  ckpt.close()
+  return last_eval
+
+
+def _log_train(pending: list, step: int, seconds: float, on_nonfinite: str) -> dict:
+  """Sums the per-step device metrics of one log interval into the logged figures."""
+  host = [parallel.first(m) for m in pending]
+  bad = [step - len(host) + 1 + i for i, m in enumerate(host) if m['nonfinite']]
+  if bad and on_nonfinite == 'stop':
+    raise TrainingError(f'non-finite loss or gradient at step {bad[0]} (update skipped; the last checkpoint is '
+                        f'intact); set train.on_nonfinite=skip to skip such updates and go on')
+  total = {k: float(sum(m[k] for m in host)) for k in ('loss_sum', 'tokens', 'correct', 'src_tokens')}
+  return {'loss': total['loss_sum'] / max(total['tokens'], 1.0),
+          'token_accuracy': 100.0 * total['correct'] / max(total['tokens'], 1.0),
+          'tokens_per_s': (total['tokens'] + total['src_tokens']) / max(seconds, 1e-9),
+          'steps_per_s': len(host) / max(seconds, 1e-9),
+          'grad_norm': float(host[-1]['grad_norm']), 'lr': float(host[-1]['lr']),
+          'tf_ratio': float(host[-1]['tf_ratio']), 'skipped_updates': len(bad)}
