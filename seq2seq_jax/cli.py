@@ -7,6 +7,7 @@
 
 import argparse
 import json
+import os
 import sys
 
 from seq2seq_jax.errors import Seq2SeqError
@@ -71,6 +72,19 @@ def parser() -> argparse.ArgumentParser:
 COMMANDS = {'train': _train, 'eval': _eval, 'predict': _predict}
 
 
+def enable_compilation_cache() -> None:
+  """Keeps compiled XLA programs on disk so that a second run skips compilation (several seconds per shape).
+
+  The folder is $SEQ2SEQ_JAX_COMPILATION_CACHE (empty: off), by default ~/.cache/seq2seq_jax/xla.
+  """
+  folder = os.environ.get('SEQ2SEQ_JAX_COMPILATION_CACHE',
+                          os.path.join(os.path.expanduser('~'), '.cache', 'seq2seq_jax', 'xla'))
+  if folder:
+    import jax
+    jax.config.update('jax_compilation_cache_dir', folder)
+    jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.5)
+
+
 def main(argv=None) -> int:
   argv = sys.argv[1:] if argv is None else argv
   args, rest = parser().parse_known_args(argv)
@@ -81,6 +95,7 @@ def main(argv=None) -> int:
     parser().error(f'unrecognized arguments: {" ".join(unknown)}')
   import absl.logging
   absl.logging.set_verbosity(absl.logging.ERROR)  # orbax/tfds info and warnings are not for the user
+  enable_compilation_cache()
   try:
     COMMANDS[args.command](args, [o[len('--config.'):] for o in overrides])
   except Seq2SeqError as e:

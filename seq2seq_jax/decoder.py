@@ -126,7 +126,7 @@ def teacher_forced(params, c, carry: dict, memory: dict, tgt_in_BxT, *, tf_ratio
   xs = {'yp': jnp.moveaxis(yp_BxTxG, 1, 0)}
   if sample_rng is not None:
     coin_rng, token_rng = jax.random.split(sample_rng)
-    xs['gold'] = jax.random.uniform(coin_rng, (steps, batch)).at[0].set(0.0) < tf_ratio
+    xs['gold'] = (jax.random.uniform(coin_rng, (steps, batch)) < tf_ratio).at[0].set(True)  # step 0 reads BOS
     xs['key'] = jax.random.split(token_rng, steps)
     xs['emb_mask'] = (jnp.ones((steps, batch, c.embed_size)) if emb_mask_BxTxE is None
                       else jnp.moveaxis(emb_mask_BxTxE, 1, 0))

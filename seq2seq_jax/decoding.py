@@ -15,6 +15,11 @@ import numpy as np
 from seq2seq_jax.vocab import BOS, EOS, PAD
 
 
+def allowed_logits(logits_BxV):
+  """Decoders never emit PAD or BOS."""
+  return logits_BxV.at[:, jnp.array([PAD, BOS])].set(-jnp.inf)
+
+
 def max_lengths(src_len_B, a: float, b: int, cap: int):
   """Per-sentence output limits (EOS not counted)."""
   return jnp.minimum(cap, jnp.floor(a * (src_len_B - 1) + b)).astype(jnp.int32)
@@ -44,6 +49,7 @@ def greedy(model, params, src_BxS, src_len_B, *, a: float, b: int, cap: int) -> 
   def body(st):
     t, done = st['t'], st['done']
     carry, logits_BxV, attn_BxS = model.apply(variables, st['carry'], st['y'], memory, method='decode_step')
+    logits_BxV = allowed_logits(logits_BxV)
     y_B = jnp.where(t >= limit_B, EOS, logits_BxV.argmax(-1).astype(jnp.int32))
     logp_B = jnp.take_along_axis(jax.nn.log_softmax(logits_BxV), y_B[:, None], axis=-1)[:, 0]
     y_B = jnp.where(done, PAD, y_B)

@@ -4,10 +4,12 @@
   Predictor.load('workdir').predict(['hello', 'world'])
 """
 
+import jax
 import numpy as np
 
 from seq2seq_jax import checkpoint, decoding, steps, workdir as workdir_lib
 from seq2seq_jax.data.pipeline import bucket_len
+from seq2seq_jax.errors import CheckpointError, DataError
 from seq2seq_jax.model import ModelConfig, Seq2Seq
 from seq2seq_jax.vocab import EOS, PAD, Vocab
 
@@ -28,10 +30,9 @@ class Predictor:
     ckpt = checkpoint.Checkpointer(workdir, read_only=True)
     step = ckpt.latest_step() if step is None else step
     if step is None:
-      raise checkpoint.CheckpointError(f'{workdir}: has no complete checkpoint')
+      raise CheckpointError(f'{workdir}: has no complete checkpoint')
     batch = {'src': np.full((1, 2), EOS, np.int32), 'src_len': np.ones((1,), np.int32),
              'tgt_in': np.zeros((1, 1), np.int32)}
-    import jax
     like = jax.eval_shape(lambda: steps.init_state(model, cfg, jax.random.PRNGKey(0), batch))
     state, _, _ = ckpt.restore(step, like)
     ckpt.close()
@@ -62,5 +63,12 @@ class Predictor:
 
   def predict(self, texts: list[str], where: str = 'input') -> list[str]:
     """Decodes each text; an unknown symbol is an error naming it and the line (`where`:line)."""
-    ids = [self.src_vocab.encode(t, f'{where}:{i + 1}') for i, t in enumerate(texts)]
+    ids = []
+    for i, text in enumerate(texts):
+      if not text:
+        raise DataError(f'{where}:{i + 1}: empty line')
+      ids.append(self.src_vocab.encode(text, f'{where}:{i + 1}'))
+      if len(ids[-1]) > self.cfg.data.max_source_len:
+        raise DataError(f'{where}:{i + 1}: {len(ids[-1])} symbols, over data.max_source_len='
+                        f'{self.cfg.data.max_source_len}')
     return [self.tgt_vocab.decode(r['tokens']) for r in self.decode_ids(ids)]

@@ -1,4 +1,4 @@
-"""Tests for seq2seq_jax.data.cmudict_tfds on the real dictionary, prepared once into a temporary data_dir."""
+"""Tests for seq2seq_jax.data.cmudict_tfds on the real dictionary, prepared once into a tmp data_dir."""
 
 import hashlib
 import importlib.util
@@ -14,7 +14,8 @@ from seq2seq_jax.data import cmudict_tfds
 from seq2seq_jax.data.cmudict_tfds import SPLITS, CmudictG2p, load_cmudict
 from seq2seq_jax.errors import DataError
 
-_PREPARE_STRESS = 'import sys; from seq2seq_jax.data.cmudict_tfds import load_cmudict; load_cmudict("test", sys.argv[1], True)'
+_PREPARE_STRESS = (
+    'import sys; from seq2seq_jax.data.cmudict_tfds import load_cmudict; load_cmudict("test", sys.argv[1], True)')
 
 
 @pytest.fixture(scope='module')

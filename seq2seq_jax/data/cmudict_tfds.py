@@ -135,7 +135,8 @@ def _decode(record: bytes) -> tuple[str, list[str]] | None:
   return words[0].decode("utf-8"), [p.decode("utf-8") for p in prons]
 
 
-def load_cmudict(split: str, data_dir: str | None = None, stress: bool = False) -> list[tuple[str, list[str]]]:
+def load_cmudict(
+    split: str, data_dir: str | None = None, stress: bool = False) -> list[tuple[str, list[str]]]:
   """(word, [pronunciation, ...]) of one split, preparing the dataset under `data_dir` on first use.
 
   `data_dir` defaults to $SEQ2SEQ_JAX_DATA_DIR, else ~/.cache/seq2seq_jax/tfds.
@@ -156,6 +157,6 @@ def load_cmudict(split: str, data_dir: str | None = None, stress: bool = False) 
   for i, record in enumerate(records):
     example = _decode(record)
     if example is None:
-      raise DataError(f"{builder.data_path}: {split} example {i} is malformed; delete the folder and run again")
+      raise DataError(f"{builder.data_path}: {split} example {i} is malformed; delete it and run again")
     examples.append(example)
   return examples

@@ -44,7 +44,8 @@ def _read_text(path: str) -> str:
   except UnicodeDecodeError as e:
     lineno = data.count(b"\n", 0, e.start) + 1
     column = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
-    raise DataError(f"{path}:{lineno}: not valid UTF-8 (byte 0x{data[e.start]:02x} at byte column {column})") from None
+    bad = f"byte 0x{data[e.start]:02x} at column {column}"
+    raise DataError(f"{path}:{lineno}: not valid UTF-8 ({bad})") from None
 
 
 def _records(path: str) -> Iterator[tuple[str, list[str]]]:

@@ -1,0 +1,27 @@
+# Two entry points, each creating .venv with the pinned versions of requirements.lock on first use:
+#   make train   trains the main job and reports its test-split figures
+#   make test    runs the test suite
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+WORKDIR ?= workdirs/addition
+CONFIG ?= configs/addition.py
+
+.PHONY: train test clean
+
+$(BIN)/.installed: requirements.lock pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.lock
+	$(BIN)/pip install --quiet --no-deps -e .
+	touch $@
+
+train: $(BIN)/.installed
+	$(BIN)/seq2seq-jax train --config $(CONFIG) --workdir $(WORKDIR)
+	$(BIN)/seq2seq-jax eval --workdir $(WORKDIR) --split test
+
+test: $(BIN)/.installed
+	$(BIN)/pytest -q
+
+clean:
+	rm -rf $(VENV) workdirs

@@ -1,0 +1,76 @@
+"""Batches: few shapes, filler rows that weigh nothing, seeded order, exact iterator restore; synthetic tasks."""
+
+import numpy as np
+
+from seq2seq_jax import config
+from seq2seq_jax.data import pipeline, synthetic
+from seq2seq_jax.vocab import BOS, EOS, PAD
+
+
+def _examples(n=300, seed=0):
+  rng = np.random.default_rng(seed)
+  src = [rng.integers(4, 20, rng.integers(1, 30)).tolist() for _ in range(n)]
+  tgt = [rng.integers(4, 20, rng.integers(1, 30)).tolist() for _ in range(n)]
+  return pipeline.Examples(src, tgt, step=4)
+
+
+def test_bucket_boundaries():
+  # 4, 8, 12, 16, then x1.5 rounded up to a multiple of 4: 24, 36, 56 (54), 84, 128 (126)
+  assert [pipeline.bucket_len(n, 4) for n in (1, 4, 5, 16, 17, 25, 100)] == [4, 4, 8, 16, 24, 36, 128]
+
+
+def test_batches_cover_every_example_once_with_few_shapes():
+  ex = _examples()
+  seen, shapes = [], set()
+  for batch in pipeline.eval_batches(ex, 32):
+    shapes.add((batch['src'].shape, batch['tgt_in'].shape))
+    real = batch['index'] >= 0
+    seen += batch['index'][real].tolist()
+    # filler rows carry no weight; real rows weigh exactly their target length + EOS
+    assert (batch['weights'][~real] == 0).all()
+    for row in np.where(real)[0]:
+      i = batch['index'][row]
+      n_src, n_tgt = len(ex.src[i]), len(ex.tgt[i])
+      assert batch['src_len'][row] == n_src + 1 and batch['src'][row, n_src] == EOS
+      assert (batch['src'][row, n_src + 1:] == PAD).all()
+      assert batch['tgt_in'][row, 0] == BOS and batch['tgt_out'][row, n_tgt] == EOS
+      np.testing.assert_array_equal(batch['tgt_in'][row, 1:n_tgt + 1], ex.tgt[i])
+      assert batch['weights'][row].sum() == n_tgt + 1
+  assert sorted(seen) == list(range(len(ex)))
+  assert len(shapes) <= 36  # (src, tgt) bucket pairs for lengths up to 31, not one shape per batch
+
+
+def test_train_stream_is_seeded_and_restores_exactly():
+  ex = _examples()
+
+  def take(it, n):
+    return [next(it)['index'].tolist() for _ in range(n)]
+
+  a = take(iter(pipeline.train_stream(ex, 16, seed=1)), 40)  # crosses an epoch boundary
+  assert a == take(iter(pipeline.train_stream(ex, 16, seed=1)), 40)
+  assert a != take(iter(pipeline.train_stream(ex, 16, seed=2)), 40)
+  it = iter(pipeline.train_stream(ex, 16, seed=1))
+  take(it, 17)
+  state = it.get_state()
+  rest = take(it, 23)
+  resumed = iter(pipeline.train_stream(ex, 16, seed=1))
+  resumed.set_state(state)
+  assert take(resumed, 23) == rest == a[17:]
+
+
+def test_synthetic_tasks():
+  d = config.default_config().data
+  d.num_train, d.num_eval, d.max_len = 500, 100, 6
+  for task in synthetic.TASKS:
+    train = synthetic.generate(task, 'train', d, seed=0)
+    test = synthetic.generate(task, 'test', d, seed=0)
+    assert len(train) == 500 and len(test) == 100
+    assert not {s for s, _ in train} & {s for s, _ in test}  # held out
+    assert train == synthetic.generate(task, 'train', d, seed=0)
+    assert train != synthetic.generate(task, 'train', d, seed=1)
+    for src, tgt in test:
+      if task == 'addition':
+        a, b = src.split('+')
+        assert int(tgt) == int(a) + int(b)
+      else:
+        assert tgt == {'copy': src, 'reverse': src[::-1], 'sort': ''.join(sorted(src))}[task]
