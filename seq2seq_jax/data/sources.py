@@ -31,6 +31,12 @@ def load_pairs(cfg, split: str) -> list[tuple[str, str, str]]:
     from seq2seq_jax.data import cmudict_tfds
     entries = cmudict_tfds.load_cmudict(split, d.data_dir or None, stress=d.keep_stress)
     return [(w, p, f'cmudict_g2p/{split} #{i}') for i, (w, prons) in enumerate(entries) for p in prons]
+  if d.task == 'tfds':
+    from seq2seq_jax.data import translation
+    if not d.tfds_name:
+      raise ConfigError("data.task='tfds' needs data.tfds_name, e.g. 'ted_hrlr_translate/pt_to_en'")
+    pairs = translation.load_translation(d.tfds_name, split, d.tfds_source_key, d.tfds_target_key, d.data_dir or None)
+    return [(s, t, f'{d.tfds_name}/{split} #{i}') for i, (s, t) in enumerate(pairs)]
   raise ConfigError(f'data.task={d.task!r} is not a known task (and no data.train_file is given)')
 
 
@@ -45,11 +51,17 @@ def group_references(pairs) -> list[tuple[str, list[str]]]:
 
 
 def build_vocabs(cfg, train_pairs) -> tuple[Vocab, Vocab]:
+  """Source and target vocabularies of the training pairs; an spm tokenizer first trains its model on them."""
   d = cfg.data
-  if 'spm' in (d.source_tokenizer, d.target_tokenizer):
-    raise ConfigError('the spm tokenizer is not available in this version')
-  return (Vocab.build((s for s, _, _ in train_pairs), d.source_tokenizer),
-          Vocab.build((t for _, t, _ in train_pairs), d.target_tokenizer))
+  vocabs = []
+  for side, tokenizer in enumerate((d.source_tokenizer, d.target_tokenizer)):
+    texts = [pair[side] for pair in train_pairs]
+    spm_model = None
+    if tokenizer == 'spm':
+      from seq2seq_jax.data import subwords
+      spm_model = subwords.train_sentencepiece(texts, d.spm_vocab_size)
+    vocabs.append(Vocab.build(texts, tokenizer, spm_model=spm_model))
+  return vocabs[0], vocabs[1]
 
 
 def encode(cfg, pairs, src_vocab: Vocab, tgt_vocab: Vocab) -> tuple[Examples, list, dict]:
