@@ -43,7 +43,8 @@ def project_inputs(params: dict, x_RxBxTxI: jax.Array) -> jax.Array:
 def step(cell: str, params: dict, state: tuple, xp_RxBxG: jax.Array) -> tuple:
   """One time step for all directions; `xp` is the step's slice of `project_inputs`."""
   h_RxBxH = state[0]
-  gh_RxBxG = jnp.einsum('rbh,rhg->rbg', h_RxBxH, params['w_h']) + params['b_h'][:, None, :]
+  # One plain 2-D matmul per direction: XLA:CPU runs these much faster than one batched 3-D dot.
+  gh_RxBxG = jnp.stack([h_RxBxH[r] @ params['w_h'][r] for r in range(h_RxBxH.shape[0])]) + params['b_h'][:, None, :]
   if cell == 'gru':
     xr, xz, xn = jnp.split(xp_RxBxG, 3, axis=-1)
     hr, hz, hn = jnp.split(gh_RxBxG, 3, axis=-1)
@@ -55,12 +56,18 @@ def step(cell: str, params: dict, state: tuple, xp_RxBxG: jax.Array) -> tuple:
   return (jax.nn.sigmoid(o) * jnp.tanh(c), c)
 
 
+@jax.custom_vjp
 def reverse_padded(x_BxT: jax.Array, lengths_B: jax.Array) -> jax.Array:
   """Reverses the first `length` positions of each row along axis 1; padding stays where it is."""
   t_T = jnp.arange(x_BxT.shape[1])
   idx_BxT = jnp.where(t_T < lengths_B[:, None], lengths_B[:, None] - 1 - t_T, t_T)
   idx = idx_BxT.reshape(idx_BxT.shape + (1,) * (x_BxT.ndim - 2))
   return jnp.take_along_axis(x_BxT, idx, axis=1)
+
+
+# The reversal is its own inverse, so its gradient is the same gather (not the scatter-add autodiff would use).
+reverse_padded.defvjp(lambda x, lengths: (reverse_padded(x, lengths), lengths),
+                      lambda lengths, g: (reverse_padded(g, lengths), None))
 
 
 def run(cell: str, params: dict, xp_RxBxTxG: jax.Array, lengths_B: jax.Array, state0: tuple,

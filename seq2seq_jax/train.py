@@ -3,6 +3,7 @@
   seq2seq-jax train --config configs/reverse.py --workdir /tmp/reverse
 """
 
+import json
 import os
 import time
 
@@ -94,7 +95,7 @@ def train(cfg, workdir: str, log=print) -> dict:
   state = parallel.replicate(state)
   bar = tqdm.tqdm(total=t.num_steps, initial=start, unit='step', disable=jax.process_index() != 0,
                   dynamic_ncols=True)
-  pending, clock, last_eval = [], time.perf_counter(), {}
+  pending, clock, last_eval, best = [], time.perf_counter(), {}, _best_so_far(workdir, metric_name)
   for step in range(start + 1, t.num_steps + 1):
     batch = next(data_iter)
     batch.pop('index')
@@ -110,6 +111,10 @@ def train(cfg, workdir: str, log=print) -> dict:
     if step % t.eval_every == 0 or step == t.num_steps:
       predictor = Predictor(cfg, parallel.unreplicate(state).params, src_vocab, tgt_vocab)
       last_eval = evaluate.evaluate(predictor, validation_pairs, t.eval_examples)
+      value = last_eval[metric_name]
+      if best is None or (value < best[1] if mode == 'min' else value > best[1]):
+        best = (step, value)
+      last_eval.update({f'best_{metric_name}': best[1], 'best_step': best[0]})
       writer.write(step, 'validation', last_eval)
       bar.write(f'step {step}: validation ' + ', '.join(f'{k} {v:.4g}' for k, v in last_eval.items()))
       clock = time.perf_counter()
@@ -120,6 +125,20 @@ def train(cfg, workdir: str, log=print) -> dict:
   writer.close()
   ckpt.close()
   return last_eval
+
+
+def _best_so_far(workdir: str, metric_name: str) -> tuple[int, float] | None:
+  """(step, value) of the best validation result logged so far in this workdir (for resumed runs)."""
+  path = workdir_lib.path(workdir, 'metrics.jsonl')
+  if not os.path.isfile(path):
+    return None
+  last = None
+  with open(path, encoding='utf-8') as f:
+    for line in f:
+      row = json.loads(line)
+      if row.get('kind') == 'validation' and 'best_step' in row:
+        last = (row['best_step'], row[f'best_{metric_name}'])
+  return last
 
 
 def _log_train(pending: list, step: int, seconds: float, on_nonfinite: str) -> dict:

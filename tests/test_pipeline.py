@@ -37,7 +37,8 @@ def test_batches_cover_every_example_once_with_few_shapes():
       np.testing.assert_array_equal(batch['tgt_in'][row, 1:n_tgt + 1], ex.tgt[i])
       assert batch['weights'][row].sum() == n_tgt + 1
   assert sorted(seen) == list(range(len(ex)))
-  assert len(shapes) <= 36  # (src, tgt) bucket pairs for lengths up to 31, not one shape per batch
+  # one shape per frequent (source, target) length bucket, not one per batch
+  assert len(shapes) <= 36
 
 
 def test_train_stream_is_seeded_and_restores_exactly():
@@ -56,6 +57,15 @@ def test_train_stream_is_seeded_and_restores_exactly():
   resumed = iter(pipeline.train_stream(ex, 16, seed=1))
   resumed.set_state(state)
   assert take(resumed, 23) == rest == a[17:]
+
+
+def test_rare_length_buckets_merge_into_a_larger_frequent_one():
+  keys = np.array([[8, 8]] * 200 + [[12, 12]] * 200 + [[8, 12]] * 3 + [[36, 36]] * 2 + [[4, 4]] * 130)
+  merged = pipeline.merge_rare_keys(keys, min_count=128)
+  np.testing.assert_array_equal(merged[400:403], [[12, 12]] * 3)   # (8, 12) fits in (12, 12)
+  np.testing.assert_array_equal(merged[403:405], [[36, 36]] * 2)   # nothing frequent fits: stays
+  np.testing.assert_array_equal(merged[:400], keys[:400])
+  np.testing.assert_array_equal(merged[405:], keys[405:])
 
 
 def test_synthetic_tasks():

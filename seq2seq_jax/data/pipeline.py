@@ -8,8 +8,9 @@ A batch is a dict of numpy arrays (B batch, S source length, T target length):
   weights (B, T) f32    1 at real target positions; 0 at padding and in filler rows
   index (B,) int32      the example's position in its split, -1 for filler rows
 
-Batches take their examples from one length bucket and pad S and T up to the bucket's boundaries, so a whole
-run sees only a handful of shapes (jit compiles each once). The last batch of a bucket is filled up with
+Batches take their examples from one (source, target) length bucket and pad S and T up to the bucket's
+boundaries; rare buckets are merged into larger ones, so a whole run sees only a handful of shapes (jit compiles
+each once). The last batch of a bucket is filled up with
 copies of its first row whose weights are 0: they change no loss, gradient or metric.
 """
 
@@ -29,14 +30,32 @@ def bucket_len(n: int, step: int) -> int:
   return b
 
 
+def merge_rare_keys(keys_Nx2: np.ndarray, min_count: int = 128) -> np.ndarray:
+  """Moves examples of (S, T) keys rarer than `min_count` into the smallest frequent key that fits them.
+
+  Rare keys (long outliers) would each cost a compilation for a few batches; padding them a little more
+  keeps the number of shapes near the number of frequent keys.
+  """
+  if len(keys_Nx2) == 0:
+    return keys_Nx2
+  uniq, inverse, counts = np.unique(keys_Nx2, axis=0, return_inverse=True, return_counts=True)
+  frequent = uniq[counts >= min_count]
+  target = uniq.copy()
+  for i, (key, count) in enumerate(zip(uniq, counts)):
+    fits = frequent[(frequent >= key).all(axis=1)] if count < min_count else []
+    if len(fits):
+      target[i] = fits[np.argmin(fits.prod(axis=1))]
+  return target[inverse.reshape(-1)]
+
+
 class Examples:
   """One split as token ids: `src[i]` (without EOS) and `tgt[i]` (without BOS/EOS)."""
 
   def __init__(self, src: list, tgt: list, step: int):
     self.src = [np.asarray(s, np.int32) for s in src]
     self.tgt = [np.asarray(t, np.int32) for t in tgt]
-    self.keys = np.array([(bucket_len(len(s) + 1, step), bucket_len(len(t) + 1, step))
-                          for s, t in zip(self.src, self.tgt)], np.int32).reshape(-1, 2)
+    self.keys = merge_rare_keys(np.array([(bucket_len(len(s) + 1, step), bucket_len(len(t) + 1, step))
+                                          for s, t in zip(self.src, self.tgt)], np.int32).reshape(-1, 2))
 
   def __len__(self) -> int:
     return len(self.src)
