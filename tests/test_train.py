@@ -82,7 +82,7 @@ def test_same_seed_same_numbers_other_seed_other_numbers(tmp_path):
 
 def _cli(*args, stdin=None):
   return subprocess.run([sys.executable, '-m', 'seq2seq_jax', *args], input=stdin, capture_output=True, text=True,
-                        cwd=ROOT, timeout=300, env={**os.environ, 'SEQ2SEQ_JAX_COMPILATION_CACHE': jax.config.jax_compilation_cache_dir or ''})
+                        cwd=ROOT, timeout=300)
 
 
 def test_command_line_train_eval_predict(tmp_path):
