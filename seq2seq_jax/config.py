@@ -78,7 +78,8 @@ def default_config() -> ml_collections.ConfigDict:
   t.teacher_forcing_k = 1000.0     # decay speed: steps (linear), rate^step (exp), k (inverse sigmoid)
   t.log_every = 50
   t.eval_every = 500
-  t.checkpoint_every = 1000
+  t.checkpoint_every = 1000   # also at the end; keep it a multiple of eval_every so checkpoints carry metrics
+  t.keep_checkpoints = 3      # the last K checkpoints are kept, plus the best by the task's validation metric
   t.eval_examples = 1000      # validation sources decoded at each periodic eval (0: all)
   t.on_nonfinite = 'stop'     # stop | skip: what a NaN/Inf loss or gradient does (the update is never applied)
 
@@ -189,3 +190,12 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
     raise ConfigError(f'config train.teacher_forcing_ratio={t.teacher_forcing_ratio} must be in [0, 1]')
   if m.style == 'luong' and m.attention == 'none':
     raise ConfigError("config model.style='luong' needs an attention function, not 'none'")
+
+
+def task_metric(cfg) -> tuple[str, str]:
+  """The validation metric that picks the best checkpoint, and 'min' or 'max' for which way is better."""
+  if cfg.data.task == 'tfds':
+    return 'bleu', 'max'
+  if cfg.data.task == 'cmudict' or cfg.data.target_tokenizer == 'space':
+    return 'wer', 'min'
+  return 'exact_match', 'max'

@@ -11,7 +11,7 @@ import jax
 import numpy as np
 import tqdm
 
-from seq2seq_jax import checkpoint, evaluate, parallel, steps, workdir as workdir_lib, writers
+from seq2seq_jax import checkpoint, config as config_lib, evaluate, parallel, steps, workdir as workdir_lib, writers
 from seq2seq_jax.data import pipeline, sources
 from seq2seq_jax.errors import CheckpointError, TrainingError
 from seq2seq_jax.model import ModelConfig, Seq2Seq
@@ -19,6 +19,7 @@ from seq2seq_jax.predictor import Predictor
 
 # Keys that may differ when the same workdir is trained again (e.g. to train for longer).
 RESUMABLE_CHANGES = ('train.num_steps', 'train.log_every', 'train.eval_every', 'train.checkpoint_every',
+                     'train.keep_checkpoints',
                      'train.eval_examples', 'train.on_nonfinite', 'decode.batch_size', 'parallel.mode')
 
 
@@ -45,7 +46,7 @@ def check_same_run(workdir: str, cfg) -> None:
 
 
 def prepare_data(cfg, workdir: str, log):
-  """Loads and checks all data before training starts; builds (or reloads) and saves the vocabularies."""
+  """Loads and checks all data before training starts; builds (or reloads) the vocabularies."""
   train_pairs = sources.load_pairs(cfg, 'train')
   validation_pairs = sources.load_pairs(cfg, 'validation')
   if os.path.isfile(workdir_lib.path(workdir, 'vocab_source.json')):
@@ -65,37 +66,60 @@ def prepare_data(cfg, workdir: str, log):
   return examples, validation_pairs, src_vocab, tgt_vocab
 
 
+def vocab_meta(src_vocab, tgt_vocab) -> dict:
+  return {'vocab_source': src_vocab.fingerprint(), 'vocab_target': tgt_vocab.fingerprint()}
+
+
+def restore_or_init(cfg, workdir: str, model, ckpt, examples, vocabs: dict, log):
+  """The latest complete checkpoint of `workdir`, or a fresh state; returns (state, data_state, start step).
+
+  Nothing in the workdir is written here: a checkpoint that does not fit is an error and stays as it is.
+  """
+  state = steps.init_state(model, cfg, jax.random.PRNGKey(cfg.seed), examples.batch(np.arange(1)))
+  start = ckpt.latest_step()
+  if start is None:
+    return state, None, 0
+  saved = ckpt.meta(start)
+  for key, value in vocabs.items():
+    if saved.get(key, value) != value:
+      raise CheckpointError(f'{ckpt.directory}/{start}: was trained with another {key.split("_")[1]} vocabulary '
+                            f'than {workdir}/{key}.json holds ({saved[key]} != {value})')
+  state, data_state, _ = ckpt.restore(start, state)
+  log(f'resuming from the checkpoint at step {start} in {ckpt.directory}')
+  return state, data_state, start
+
+
 def train(cfg, workdir: str, log=print) -> dict:
   """Trains (or resumes) the run in `workdir`; returns the last validation metrics."""
-  os.makedirs(workdir, exist_ok=True)
   check_same_run(workdir, cfg)
   devices = jax.local_devices()
   parallel.check_batch_size(cfg.data.batch_size, len(devices))
   examples, validation_pairs, src_vocab, tgt_vocab = prepare_data(cfg, workdir, log)
-  workdir_lib.save_vocabs(workdir, src_vocab, tgt_vocab)
-  workdir_lib.save_config(workdir, cfg)
-
+  vocabs = vocab_meta(src_vocab, tgt_vocab)
   model = Seq2Seq(ModelConfig.from_config(cfg.model, len(src_vocab), len(tgt_vocab)))
-  stream = pipeline.train_stream(examples, cfg.data.batch_size, cfg.seed)
-  data_iter = iter(stream)
-  state = steps.init_state(model, cfg, jax.random.PRNGKey(cfg.seed), examples.batch(np.arange(1)))
-  ckpt = checkpoint.Checkpointer(workdir)
-  start = ckpt.latest_step() or 0
-  if start:
-    state, data_state, _ = ckpt.restore(start, state)
+  os.makedirs(workdir, exist_ok=True)
+  t = cfg.train
+  metric_name, mode = config_lib.task_metric(cfg)
+  ckpt = checkpoint.Checkpointer(workdir, keep=t.keep_checkpoints)
+  state, data_state, start = restore_or_init(cfg, workdir, model, ckpt, examples, vocabs, log)
+  if start == 0:
+    workdir_lib.save_vocabs(workdir, src_vocab, tgt_vocab)
+    workdir_lib.save_config(workdir, cfg)
+  if jax.process_index() == 0:
+    workdir_lib.record_run_info(workdir, start)
+  data_iter = iter(pipeline.train_stream(examples, cfg.data.batch_size, cfg.seed))
+  if data_state is not None:
     data_iter.set_state(data_state)
-    log(f'resuming from the checkpoint at step {start} in {ckpt.directory}')
   num_params = sum(x.size for x in jax.tree.leaves(state.params))
   log(f'model: {num_params:,} parameters; {len(devices)} device(s): {devices[0].platform}')
 
-  t = cfg.train
-  metric_name, mode = evaluate.task_metric(cfg)
   writer = writers.MetricWriter(workdir, enabled=jax.process_index() == 0)
   p_train = parallel.train_step(model, cfg)
   state = parallel.replicate(state)
   bar = tqdm.tqdm(total=t.num_steps, initial=start, unit='step', disable=jax.process_index() != 0,
                   dynamic_ncols=True)
-  pending, clock, last_eval, best = [], time.perf_counter(), {}, _best_so_far(workdir, metric_name)
+  pending, clock, last_eval, eval_step = [], time.perf_counter(), {}, None
+  best = _best_so_far(workdir, metric_name)
   for step in range(start + 1, t.num_steps + 1):
     batch = next(data_iter)
     batch.pop('index')
@@ -110,7 +134,7 @@ def train(cfg, workdir: str, log=print) -> dict:
       pending, clock = [], time.perf_counter()
     if step % t.eval_every == 0 or step == t.num_steps:
       predictor = Predictor(cfg, parallel.unreplicate(state).params, src_vocab, tgt_vocab)
-      last_eval = evaluate.evaluate(predictor, validation_pairs, t.eval_examples)
+      last_eval, eval_step = evaluate.evaluate(predictor, validation_pairs, t.eval_examples), step
       value = last_eval[metric_name]
       if best is None or (value < best[1] if mode == 'min' else value > best[1]):
         best = (step, value)
@@ -119,7 +143,9 @@ def train(cfg, workdir: str, log=print) -> dict:
       bar.write(f'step {step}: validation ' + ', '.join(f'{k} {v:.4g}' for k, v in last_eval.items()))
       clock = time.perf_counter()
     if step % t.checkpoint_every == 0 or step == t.num_steps:
-      ckpt.save(step, parallel.unreplicate(state), data_iter.get_state(), {'validation': last_eval})
+      evaluated = {'validation': last_eval} if eval_step == step else {}  # what picks the best checkpoint
+      ckpt.save(step, parallel.unreplicate(state), data_iter.get_state(), {'step': step, **vocabs, **evaluated},
+                metric_name, mode)
       clock = time.perf_counter()
   bar.close()
   writer.close()

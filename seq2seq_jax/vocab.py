@@ -6,6 +6,7 @@ phones), `spm` (SentencePiece subwords; the model file is saved beside the vocab
 """
 
 import collections
+import hashlib
 import json
 import os
 from typing import Iterable, Sequence
@@ -44,6 +45,12 @@ class Vocab:
     proto = cls([], tokenizer, spm_model)
     counts = collections.Counter(s for t in texts for s in proto.split(t))
     return cls(sorted(counts, key=lambda s: (-counts[s], s)), tokenizer, spm_model)
+
+  def fingerprint(self) -> str:
+    """A short hash of the tokenizer and symbol table (and SentencePiece model): equal iff same vocabulary."""
+    h = hashlib.sha256(json.dumps([self.tokenizer, self.symbols], ensure_ascii=False).encode())
+    h.update(self.spm_model or b'')
+    return h.hexdigest()[:16]
 
   def split(self, text: str) -> list[str]:
     if self.tokenizer == 'char':

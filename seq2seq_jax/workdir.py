@@ -3,18 +3,24 @@
   DIR/config.json          the full config of the run
   DIR/vocab_source.json    source vocabulary (and .spm.model for SentencePiece)
   DIR/vocab_target.json
+  DIR/run_info.json        package versions and the code's git commit, per start of `train`
   DIR/checkpoints/         orbax checkpoints (see checkpoint.py)
   DIR/metrics.jsonl        one JSON object per logged step / evaluation
   DIR/tensorboard/         TensorBoard event files
 """
 
+import importlib.metadata
 import json
 import os
+import subprocess
+import time
 
+import jax
 import ml_collections
 
-from seq2seq_jax import config as config_lib
+from seq2seq_jax import checkpoint, config as config_lib, steps
 from seq2seq_jax.errors import CheckpointError
+from seq2seq_jax.model import ModelConfig, Seq2Seq
 from seq2seq_jax.vocab import Vocab
 
 
@@ -63,3 +69,65 @@ def save_vocabs(workdir: str, src_vocab: Vocab, tgt_vocab: Vocab) -> None:
 
 def load_vocabs(workdir: str) -> tuple[Vocab, Vocab]:
   return Vocab.load(path(workdir, 'vocab_source.json')), Vocab.load(path(workdir, 'vocab_target.json'))
+
+
+PACKAGES = ('jax', 'jaxlib', 'flax', 'optax', 'orbax-checkpoint', 'tensorflow-datasets', 'grain', 'chex', 'numpy',
+            'ml-collections', 'sentencepiece', 'seq2seq_jax')
+
+
+def git_commit() -> str:
+  """The commit of the code being run ('' outside a git checkout), with '+dirty' for uncommitted changes."""
+  here = os.path.dirname(os.path.abspath(__file__))
+  try:
+    commit = subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=here, capture_output=True, text=True, timeout=10)
+    if commit.returncode:
+      return ''
+    dirty = subprocess.run(['git', 'status', '--porcelain', '--untracked-files=no'], cwd=here,
+                           capture_output=True, text=True, timeout=10).stdout.strip()
+    return commit.stdout.strip() + ('+dirty' if dirty else '')
+  except (OSError, subprocess.SubprocessError):
+    return ''
+
+
+def record_run_info(workdir: str, step: int) -> None:
+  """Appends what is running (versions, commit, start step) to DIR/run_info.json."""
+  filename = path(workdir, 'run_info.json')
+  runs = []
+  if os.path.isfile(filename):
+    with open(filename, encoding='utf-8') as f:
+      runs = json.load(f)
+  versions = {}
+  for name in PACKAGES:
+    try:
+      versions[name] = importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+      versions[name] = ''
+  runs.append({'started_at_step': step, 'time': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()),
+               'git_commit': git_commit(), 'versions': versions})
+  write_atomic(filename, json.dumps(runs, indent=1) + '\n')
+
+
+def abstract_state(cfg, src_vocab, tgt_vocab):
+  """Shapes and dtypes of the run's TrainState, without computing anything."""
+  model = Seq2Seq(ModelConfig.from_config(cfg.model, len(src_vocab), len(tgt_vocab)))
+  batch = {'src': jax.ShapeDtypeStruct((1, 2), 'int32'), 'src_len': jax.ShapeDtypeStruct((1,), 'int32'),
+           'tgt_in': jax.ShapeDtypeStruct((1, 1), 'int32')}
+  return model, jax.eval_shape(lambda b: steps.init_state(model, cfg, jax.random.PRNGKey(0), b), batch)
+
+
+def open_run(workdir: str, step: str = 'best'):
+  """The workdir's config, vocabularies, model, read-only checkpointer and the chosen step.
+
+  `step`: 'latest', 'best' (by the task's validation metric; the latest when nothing was evaluated), a step
+  number, or 'averaged' (the newest `average` result).
+  """
+  cfg = load_config(workdir)
+  src_vocab, tgt_vocab = load_vocabs(workdir)
+  model, like = abstract_state(cfg, src_vocab, tgt_vocab)
+  if step == 'averaged':
+    ckpt = checkpoint.Checkpointer(workdir, read_only=True, folder='averaged')
+    chosen = ckpt.resolve('latest', *config_lib.task_metric(cfg))
+  else:
+    ckpt = checkpoint.Checkpointer(workdir, read_only=True)
+    chosen = ckpt.resolve(step, *config_lib.task_metric(cfg))
+  return cfg, (src_vocab, tgt_vocab), model, like, ckpt, chosen

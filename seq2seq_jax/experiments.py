@@ -1,0 +1,50 @@
+"""Tools for comparing and improving finished runs: `info` (what a checkpoint is) and `average` (of the last K).
+
+  seq2seq-jax info --workdir DIR [--step latest|best|N]
+  seq2seq-jax average --workdir DIR --last K
+"""
+
+import jax
+
+from seq2seq_jax import checkpoint, config as config_lib, workdir as workdir_lib
+from seq2seq_jax.errors import CheckpointError
+
+
+def info(workdir: str, step: str = 'best') -> dict:
+  """Step, parameter count, fingerprint, best metric so far, saved steps and the config of a checkpoint."""
+  cfg, vocabs, _, like, ckpt, chosen = workdir_lib.open_run(workdir, step)
+  state, _, meta = ckpt.restore(chosen, like)
+  metric, mode = config_lib.task_metric(cfg)
+  main = checkpoint.Checkpointer(workdir, read_only=True)
+  best = main.best_step(metric, mode)
+  out = {'workdir': workdir, 'step': int(state.step), 'checkpoint': f'{ckpt.directory}/{chosen}',
+         'parameters': int(sum(x.size for x in jax.tree.leaves(state.params))),
+         'fingerprint': checkpoint.fingerprint(state.params), 'saved_steps': main.all_steps(),
+         'metric': metric, 'validation': meta.get('validation', {}),
+         'best': {'step': best, metric: main.meta(best)['validation'][metric]} if best is not None else None,
+         'vocab_source': vocabs[0].fingerprint(), 'vocab_target': vocabs[1].fingerprint(),
+         'averaged_from': meta.get('averaged_from'), 'config': cfg.to_dict()}
+  ckpt.close()
+  main.close()
+  return out
+
+
+def average(workdir: str, last: int) -> dict:
+  """Averages the parameters of the last `last` checkpoints into DIR/averaged/<newest step>."""
+  cfg, vocabs, _, like, ckpt, newest = workdir_lib.open_run(workdir, 'latest')
+  steps_saved = ckpt.all_steps()
+  if last < 1 or last > len(steps_saved):
+    raise CheckpointError(f'{workdir}: --last {last} but {len(steps_saved)} checkpoint(s) are kept '
+                          f'({", ".join(map(str, steps_saved))}); raise train.keep_checkpoints to keep more')
+  chosen = steps_saved[-last:]
+  states = [ckpt.restore(s, like)[0] for s in chosen]
+  ckpt.close()
+  newest_state = states[-1]
+  averaged = newest_state.replace(params=checkpoint.average_params(states))
+  out = checkpoint.Checkpointer(workdir, folder='averaged', keep=1)
+  meta = {'step': newest, 'averaged_from': chosen, 'vocab_source': vocabs[0].fingerprint(),
+          'vocab_target': vocabs[1].fingerprint()}
+  out.save(newest, averaged, {}, meta)
+  out.close()
+  return {'workdir': workdir, 'averaged_from': chosen, 'saved_as': f'{out.directory}/{newest}',
+          'fingerprint': checkpoint.fingerprint(averaged.params)}
