@@ -1,7 +1,13 @@
-"""Data parallelism over the local devices with `jax.pmap`.
+"""Data parallelism over all devices: `jax.pmap` (default) or `jax.shard_map` over a one-axis mesh.
 
-The global batch (B rows) is split into (N, B / N) for N devices; parameters and optimizer state are
-replicated (a leading device axis) and stay identical because every device applies the same summed gradient.
+The global batch (B rows) is split evenly over the N devices of all processes; each process feeds only its
+own rows. Parameters and optimizer state are replicated and stay identical, because every device applies the
+same gradient: the loss is the sum over all devices' tokens divided by the total token count.
+
+  pmap       state carries a leading device axis; gradients are summed with `lax.psum`.
+  shard_map  state is a replicated global array. With replicated parameters, JAX's transpose of the implicit
+             broadcast already sums the gradient over devices, so the step must NOT psum it again
+             (doing so multiplies it by N: `test_parallel.py` catches that).
 """
 
 import functools
@@ -9,6 +15,8 @@ import functools
 import flax.jax_utils
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from seq2seq_jax import steps
 from seq2seq_jax.errors import ConfigError
@@ -22,29 +30,51 @@ def check_batch_size(batch_size: int, devices: int) -> None:
                       f'choose a multiple of {devices}')
 
 
-def shard(batch: dict, devices: int) -> dict:
-  """(B, ...) numpy arrays -> (N, B / N, ...)."""
-  return jax.tree.map(lambda x: x.reshape((devices, x.shape[0] // devices) + x.shape[1:]), batch)
+def local_rows(batch: dict) -> dict:
+  """This process's share of a global batch: rows [p * B / P, (p + 1) * B / P)."""
+  n, p = jax.process_count(), jax.process_index()
+  rows = len(batch['src']) // n
+  return jax.tree.map(lambda x: x[p * rows:(p + 1) * rows], batch)
 
 
-def replicate(tree):
-  return flax.jax_utils.replicate(tree)
+class DataParallel:
+  """Replicates the train state, feeds batches and runs the train step in the configured mode."""
 
+  def __init__(self, model, cfg, mode: str | None = None):
+    self.mode = mode or cfg.parallel.mode
+    self.local = jax.local_device_count()
+    if self.mode == 'pmap':
+      self._step = jax.pmap(functools.partial(steps.train_step, model=model, cfg=cfg, axis_name=AXIS),
+                            axis_name=AXIS, donate_argnums=(0,))
+    else:
+      self.mesh = Mesh(np.array(jax.devices()), (AXIS,))
+      step = jax.shard_map(functools.partial(steps.train_step, model=model, cfg=cfg, axis_name=AXIS,
+                                             reduce_grads=False),
+                           mesh=self.mesh, in_specs=(P(), P(AXIS)), out_specs=(P(), P()))
+      self._step = jax.jit(step, donate_argnums=(0,))
 
-def unreplicate(tree):
-  return jax.device_get(flax.jax_utils.unreplicate(tree))
+  def replicate(self, state):
+    if self.mode == 'pmap':
+      return flax.jax_utils.replicate(state)
+    return jax.device_put(state, NamedSharding(self.mesh, P()))
 
+  def unreplicate(self, state):
+    """A host (numpy) copy of the replicated state."""
+    if self.mode == 'pmap':
+      return jax.device_get(flax.jax_utils.unreplicate(state))
+    return jax.tree.map(lambda x: np.asarray(x.addressable_data(0)), state)  # works across processes too
 
-def train_step(model, cfg):
-  """pmapped `steps.train_step`: (replicated state, sharded batch) -> (state, summed metrics per device)."""
-  return jax.pmap(functools.partial(steps.train_step, model=model, cfg=cfg, axis_name=AXIS),
-                  axis_name=AXIS, donate_argnums=(0,))
+  def shard(self, local_batch: dict):
+    """This process's rows -> the step's input layout."""
+    if self.mode == 'pmap':
+      return jax.tree.map(lambda x: x.reshape((self.local, x.shape[0] // self.local) + x.shape[1:]), local_batch)
+    return multihost_utils.host_local_array_to_global_array(local_batch, self.mesh, P(AXIS))
 
+  def metrics(self, m) -> dict:
+    """Step metrics as host numpy values (already summed over devices)."""
+    if self.mode == 'pmap':
+      return jax.tree.map(lambda x: np.asarray(x[0]), m)
+    return jax.tree.map(np.asarray, m)
 
-def eval_step(model):
-  return jax.pmap(functools.partial(steps.eval_step, model=model, axis_name=AXIS), axis_name=AXIS)
-
-
-def first(tree):
-  """The first device's copy of per-device values (they are equal after a psum)."""
-  return jax.tree.map(lambda x: np.asarray(x[0]), tree)
+  def step(self, state, local_batch: dict):
+    return self._step(state, self.shard(local_batch))

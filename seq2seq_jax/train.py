@@ -92,7 +92,7 @@ def restore_or_init(cfg, workdir: str, model, ckpt, examples, vocabs: dict, log)
 def train(cfg, workdir: str, log=print) -> dict:
   """Trains (or resumes) the run in `workdir`; returns the last validation metrics."""
   check_same_run(workdir, cfg)
-  devices = jax.local_devices()
+  devices = jax.devices()
   parallel.check_batch_size(cfg.data.batch_size, len(devices))
   examples, validation_pairs, src_vocab, tgt_vocab = prepare_data(cfg, workdir, log)
   vocabs = vocab_meta(src_vocab, tgt_vocab)
@@ -111,29 +111,30 @@ def train(cfg, workdir: str, log=print) -> dict:
   if data_state is not None:
     data_iter.set_state(data_state)
   num_params = sum(x.size for x in jax.tree.leaves(state.params))
-  log(f'model: {num_params:,} parameters; {len(devices)} device(s): {devices[0].platform}')
+  log(f'model: {num_params:,} parameters; {len(devices)} {devices[0].platform} device(s) in '
+      f'{jax.process_count()} process(es), {cfg.parallel.mode}')
 
   writer = writers.MetricWriter(workdir, enabled=jax.process_index() == 0)
-  p_train = parallel.train_step(model, cfg)
-  state = parallel.replicate(state)
+  dp = parallel.DataParallel(model, cfg)
+  state = dp.replicate(state)
   bar = tqdm.tqdm(total=t.num_steps, initial=start, unit='step', disable=jax.process_index() != 0,
                   dynamic_ncols=True)
   pending, clock, last_eval, eval_step = [], time.perf_counter(), {}, None
   best = _best_so_far(workdir, metric_name)
   for step in range(start + 1, t.num_steps + 1):
-    batch = next(data_iter)
+    batch = next(data_iter)  # every process reads the same global batch plan and keeps its own rows
     batch.pop('index')
-    state, m = p_train(state, parallel.shard(batch, len(devices)))
+    state, m = dp.step(state, parallel.local_rows(batch))
     pending.append(m)
     if step % t.log_every == 0 or step == t.num_steps:
       jax.block_until_ready(pending[-1])  # the clock must see the device's work, not its dispatch
-      logged = _log_train(pending, step, time.perf_counter() - clock, t.on_nonfinite)
+      logged = _log_train([dp.metrics(m) for m in pending], step, time.perf_counter() - clock, t.on_nonfinite)
       writer.write(step, 'train', logged)
       bar.set_postfix(loss=f'{logged["loss"]:.4f}', tok_s=f'{logged["tokens_per_s"]:,.0f}')
       bar.update(len(pending))
       pending, clock = [], time.perf_counter()
     if step % t.eval_every == 0 or step == t.num_steps:
-      predictor = Predictor(cfg, parallel.unreplicate(state).params, src_vocab, tgt_vocab)
+      predictor = Predictor(cfg, dp.unreplicate(state).params, src_vocab, tgt_vocab)
       last_eval, eval_step = evaluate.evaluate(predictor, validation_pairs, t.eval_examples), step
       value = last_eval[metric_name]
       if best is None or (value < best[1] if mode == 'min' else value > best[1]):
@@ -144,12 +145,14 @@ def train(cfg, workdir: str, log=print) -> dict:
       clock = time.perf_counter()
     if step % t.checkpoint_every == 0 or step == t.num_steps:
       evaluated = {'validation': last_eval} if eval_step == step else {}  # what picks the best checkpoint
-      ckpt.save(step, parallel.unreplicate(state), data_iter.get_state(), {'step': step, **vocabs, **evaluated},
+      ckpt.save(step, dp.unreplicate(state), data_iter.get_state(), {'step': step, **vocabs, **evaluated},
                 metric_name, mode)
       clock = time.perf_counter()
   bar.close()
   writer.close()
   ckpt.close()
+  log(f'process {jax.process_index()}: finished at step {t.num_steps}; parameters fingerprint '
+      f'{checkpoint.fingerprint(dp.unreplicate(state).params)}')
   return last_eval
 
 
@@ -167,9 +170,8 @@ def _best_so_far(workdir: str, metric_name: str) -> tuple[int, float] | None:
   return last
 
 
-def _log_train(pending: list, step: int, seconds: float, on_nonfinite: str) -> dict:
-  """Sums the per-step device metrics of one log interval into the logged figures."""
-  host = [parallel.first(m) for m in pending]
+def _log_train(host: list, step: int, seconds: float, on_nonfinite: str) -> dict:
+  """Sums the per-step metrics of one log interval into the logged figures."""
   bad = [step - len(host) + 1 + i for i, m in enumerate(host) if m['nonfinite']]
   if bad and on_nonfinite == 'stop':
     raise TrainingError(f'non-finite loss or gradient at step {bad[0]} (update skipped; the last checkpoint is '
