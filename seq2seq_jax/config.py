@@ -94,6 +94,20 @@ def default_config() -> ml_collections.ConfigDict:
   return c
 
 
+def letters_task(task: str) -> ml_collections.ConfigDict:
+  """The shared setting of the letter tasks (copy, reverse, sort): strings of 1-12 of 20 letters, small model."""
+  cfg = default_config()
+  cfg.data.task = task
+  cfg.data.min_len, cfg.data.max_len, cfg.data.alphabet_size = 1, 12, 20
+  cfg.data.batch_size = 64
+  cfg.model.embed_size, cfg.model.encoder_size, cfg.model.decoder_size = 32, 64, 64
+  cfg.model.attention_size = 64
+  cfg.train.num_steps = 1500
+  cfg.train.learning_rate = 5e-3
+  cfg.train.eval_every = 500
+  return cfg
+
+
 def load_config(path: str, overrides: list[str] = ()) -> ml_collections.ConfigDict:
   """Runs `get_config()` from the file at `path`, applies `key=value` overrides and validates."""
   if not os.path.isfile(path):
