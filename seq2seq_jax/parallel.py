@@ -5,9 +5,12 @@ own rows. Parameters and optimizer state are replicated and stay identical, beca
 same gradient: the loss is the sum over all devices' tokens divided by the total token count.
 
   pmap       state carries a leading device axis; gradients are summed with `lax.psum`.
-  shard_map  state is a replicated global array. With replicated parameters, JAX's transpose of the implicit
-             broadcast already sums the gradient over devices, so the step must NOT psum it again
-             (doing so multiplies it by N: `test_parallel.py` catches that).
+  shard_map  state is a replicated global array; the step runs with `check_vma=False` and psums the
+             gradients itself, exactly like pmap. With the default `check_vma=True` the model does not even
+             trace (its scans start from constant zero carries, which JAX types as device-invariant, while the
+             carries they return vary over the batch axis); and were it made to trace, JAX's transpose of the
+             implicit broadcast of replicated parameters would already sum the gradient, so this psum would
+             then multiply it by N. `test_parallel.py` checks both.
 """
 
 import functools
@@ -46,16 +49,20 @@ class DataParallel:
     if self.mode == 'pmap':
       self._step = jax.pmap(functools.partial(steps.train_step, model=model, cfg=cfg, axis_name=AXIS),
                             axis_name=AXIS, donate_argnums=(0,))
+      self._relayout = jax.pmap(lambda tree: tree, axis_name=AXIS)
     else:
       self.mesh = Mesh(np.array(jax.devices()), (AXIS,))
       step = jax.shard_map(functools.partial(steps.train_step, model=model, cfg=cfg, axis_name=AXIS,
-                                             reduce_grads=False),
-                           mesh=self.mesh, in_specs=(P(), P(AXIS)), out_specs=(P(), P()))
+                                             reduce_grads=True),
+                           mesh=self.mesh, in_specs=(P(), P(AXIS)), out_specs=(P(), P()), check_vma=False)
       self._step = jax.jit(step, donate_argnums=(0,))
 
   def replicate(self, state):
     if self.mode == 'pmap':
-      return flax.jax_utils.replicate(state)
+      # flax lays the copies out on a mesh with another axis name than the one of the step's outputs: fed
+      # as they are, the step would compile twice (for the first state, then for every later one). An
+      # identity pmap gives them the step's own output layout.
+      return self._relayout(flax.jax_utils.replicate(state))
     return jax.device_put(state, NamedSharding(self.mesh, P()))
 
   def unreplicate(self, state):

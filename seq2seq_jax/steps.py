@@ -70,8 +70,9 @@ def _psum(x, axis_name):
 def train_step(state: TrainState, batch: dict, *, model, cfg, axis_name=None, reduce_grads=True):
   """One optimizer update. Non-finite loss or gradients skip the update and are reported in the metrics.
 
-  `reduce_grads`: sum gradients over `axis_name` (pmap). Under shard_map with replicated parameters JAX
-  already sums them when it transposes the broadcast, so there it must be False.
+  `reduce_grads`: sum gradients over `axis_name`. True for pmap and for shard_map with check_vma=False (what
+  parallel.py uses); only under shard_map with check_vma=True does JAX already sum the gradients of replicated
+  parameters (when it transposes the implicit broadcast), and a second sum would multiply them by N.
   """
   t = cfg.train
   rng, dropout_rng, sample_rng = jax.random.split(state.rng, 3)

@@ -102,10 +102,10 @@ def train(cfg, workdir: str, log=print) -> dict:
   metric_name, mode = config_lib.task_metric(cfg)
   ckpt = checkpoint.Checkpointer(workdir, keep=t.keep_checkpoints)
   state, data_state, start = restore_or_init(cfg, workdir, model, ckpt, examples, vocabs, log)
-  if start == 0:
-    workdir_lib.save_vocabs(workdir, src_vocab, tgt_vocab)
-    workdir_lib.save_config(workdir, cfg)
-  if jax.process_index() == 0:
+  if jax.process_index() == 0:  # one writer; the other processes read the same data and build the same vocab
+    if start == 0:
+      workdir_lib.save_vocabs(workdir, src_vocab, tgt_vocab)
+      workdir_lib.save_config(workdir, cfg)
     workdir_lib.record_run_info(workdir, start)
   data_iter = iter(pipeline.train_stream(examples, cfg.data.batch_size, cfg.seed))
   if data_state is not None:

@@ -1,0 +1,112 @@
+"""Data parallelism on 8 fake CPU devices: pmap and shard_map train exactly like one device; batch size checks.
+
+The pytest process already runs JAX with 1 device, so the 8-device work runs in subprocesses whose environment
+sets XLA_FLAGS before JAX starts (tests/parallel_check.py and the CLI).
+Greedy decoding is not data-parallel (the predictor decodes on one device), so there is nothing to compare.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from seq2seq_jax import parallel
+from seq2seq_jax.errors import ConfigError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEVICES = 8
+STEPS = 5
+
+
+def _env(devices: int) -> dict:
+  flags = os.environ.get('XLA_FLAGS', '')
+  return {**os.environ, 'XLA_FLAGS': f'{flags} --xla_force_host_platform_device_count={devices}'.strip(),
+          'PYTHONPATH': ROOT}
+
+
+@pytest.fixture(scope='module')
+def check(tmp_path_factory):
+  """The report of tests/parallel_check.py on 8 devices, and the folder with its parameters."""
+  out = tmp_path_factory.mktemp('parallel')
+  r = subprocess.run([sys.executable, os.path.join(ROOT, 'tests', 'parallel_check.py'), str(STEPS), str(out)],
+                     cwd=ROOT, env=_env(DEVICES), capture_output=True, text=True, timeout=280)
+  assert r.returncode == 0, r.stderr[-3000:]
+  report = json.loads(r.stdout.strip().splitlines()[-1])
+  assert report['devices'] == DEVICES and report['steps'] == STEPS
+  assert report['batch_shapes'] == ['(16, 8)']  # one shape: every run compiles once
+  return report, out
+
+
+def _params(folder, name: str) -> dict:
+  with np.load(os.path.join(folder, f'params_{name}.npz')) as f:
+    return dict(f)
+
+
+def test_pmap_and_shard_map_parameters_equal_one_device(check):
+  _, folder = check
+  init, single = _params(folder, 'init'), _params(folder, 'single')
+  assert max(np.abs(single[k] - init[k]).max() for k in init) > 1e-3  # training moved the parameters
+  for mode in ('pmap', 'shard_map'):
+    params = _params(folder, mode)
+    assert params.keys() == single.keys()
+    for key in single:
+      np.testing.assert_allclose(params[key], single[key], rtol=1e-5, atol=1e-6, err_msg=f'{mode} {key}')
+
+
+def test_the_step_compiles_once(check):
+  # pmap: the replicated first state has the layout of the states that the step returns (else: 2 compilations).
+  assert check[0]['recompiles'] == {'pmap': 0, 'shard_map': 0}
+
+
+def test_metrics_equal_one_device(check):
+  metrics = check[0]['metrics']
+  single = metrics['single']
+  assert len(single['loss_sum']) == STEPS and all(t > 0 for t in single['tokens'])
+  assert single['nonfinite'] == [0.0] * STEPS
+  for mode in ('pmap', 'shard_map'):
+    m = metrics[mode]
+    for key in ('tokens', 'correct', 'src_tokens', 'nonfinite'):  # counts: exactly
+      assert m[key] == single[key], (mode, key)
+    for key in ('loss_sum', 'grad_norm'):  # sums in another order
+      np.testing.assert_allclose(m[key], single[key], rtol=1e-5, err_msg=f'{mode} {key}')
+
+
+def test_shard_map_gradient_traps(check):
+  report = check[0]
+  # parallel.py's shard_map runs with check_vma=False: with it on, the RNN's scans do not even trace.
+  assert 'carry input and carry output must have equal types' in report['vma_error']
+  t = report['traps']
+  single = t['bow_single']['grad_norm']
+  assert single > 0
+  for name in ('bow_vma_no_psum', 'bow_vma_psum', 'bow_novma_psum', 'bow_novma_no_psum'):
+    np.testing.assert_allclose(t[name]['loss_sum'], t['bow_single']['loss_sum'], rtol=1e-5)
+    assert t[name]['tokens'] == t['bow_single']['tokens']
+  # check_vma on: JAX already sums the gradient of replicated parameters; another psum makes it N times larger.
+  np.testing.assert_allclose(t['bow_vma_no_psum']['grad_norm'], single, rtol=1e-5)
+  np.testing.assert_allclose(t['bow_vma_psum']['grad_norm'], DEVICES * single, rtol=1e-5)
+  # check_vma off (what parallel.py does): the psum is what makes it right; without it a device keeps its part.
+  np.testing.assert_allclose(t['bow_novma_psum']['grad_norm'], single, rtol=1e-5)
+  assert t['bow_novma_no_psum']['grad_norm'] < 0.5 * single
+
+
+def test_batch_size_must_divide_by_the_devices():
+  parallel.check_batch_size(16, 8)
+  parallel.check_batch_size(12, 1)
+  with pytest.raises(ConfigError, match=r'data\.batch_size=12 does not divide by the 8 devices in use; '
+                                        r'choose a multiple of 8'):
+    parallel.check_batch_size(12, 8)
+
+
+def test_cli_refuses_a_batch_that_does_not_divide(tmp_path):
+  workdir = str(tmp_path / 'run')
+  r = subprocess.run([sys.executable, '-m', 'seq2seq_jax', 'train', '--config', 'configs/reverse.py',
+                      '--workdir', workdir, '--config.data.batch_size=12', '--config.data.num_train=100'],
+                     cwd=ROOT, env=_env(DEVICES), capture_output=True, text=True, timeout=120)
+  assert r.returncode == 2, r.stderr[-3000:]
+  errors = [line for line in r.stderr.splitlines() if line.startswith('error:')]
+  assert len(errors) == 1 and 'data.batch_size=12' in errors[0] and '8 devices' in errors[0], r.stderr
+  assert 'Traceback' not in r.stderr
+  assert not os.path.exists(workdir)  # refused before anything was written
