@@ -1,12 +1,14 @@
 """Command line: the only module that parses arguments and prints results.
 
   seq2seq-jax train   --config configs/reverse.py --workdir DIR [--config.key=value ...]
-  seq2seq-jax eval    --workdir DIR [--split test] [--references FILE]
-  seq2seq-jax predict --workdir DIR [--input FILE]
+  seq2seq-jax eval    --workdir DIR [--split test] [--references FILE] [--beam K --alpha A]
+  seq2seq-jax predict --workdir DIR [--input FILE] [--beam K --nbest N --alpha A | --sample ...] [--format jsonl]
+  seq2seq-jax plot-attention --workdir DIR --output FILE.png TEXT [TEXT ...]
 """
 
 import argparse
 import json
+import math
 import os
 import sys
 
@@ -14,16 +16,26 @@ from seq2seq_jax.errors import Seq2SeqError
 
 
 def _train(args, overrides):
-  from seq2seq_jax import config, train
+  from seq2seq_jax import config, distributed, train
+  distributed.from_args(args)  # before anything else touches JAX
   cfg = config.load_config(args.config, overrides)
   result = train.train(cfg, args.workdir, log=lambda m: print(m, file=sys.stderr, flush=True))
   print(json.dumps({'split': 'validation', **result}, sort_keys=True))
+
+
+def _decode_options(args):
+  """The predictor.DecodeOptions of the decoding flags that the command has and that were given."""
+  import dataclasses
+  from seq2seq_jax.predictor import DecodeOptions
+  given = {f.name: getattr(args, f.name, None) for f in dataclasses.fields(DecodeOptions)}
+  return DecodeOptions(**{k: v for k, v in given.items() if v is not None})
 
 
 def _eval(args, overrides):
   from seq2seq_jax import evaluate
   from seq2seq_jax.data import sources
   from seq2seq_jax.predictor import Predictor
+  options = _decode_options(args)
   predictor = Predictor.load(args.workdir)
   for item in overrides:  # data overrides, e.g. to evaluate on another test file
     from seq2seq_jax import config
@@ -31,10 +43,11 @@ def _eval(args, overrides):
   if args.references:
     from seq2seq_jax.data import files
     references = files.read_references(args.references)
-    result = evaluate.decoded(predictor, references, translation=predictor.cfg.data.task == 'tfds')
+    result = evaluate.decoded(predictor, references, translation=predictor.cfg.data.task == 'tfds',
+                              options=options)
     split = args.references
   else:
-    result = evaluate.evaluate(predictor, sources.load_pairs(predictor.cfg, args.split))
+    result = evaluate.evaluate(predictor, sources.load_pairs(predictor.cfg, args.split), options=options)
     split = args.split
   print(json.dumps({'split': split, **result}, sort_keys=True))
 
@@ -43,14 +56,34 @@ def _predict(args, overrides):
   from seq2seq_jax.predictor import Predictor
   if overrides:
     raise Seq2SeqError(f'predict takes no config overrides: {overrides[0]}')
+  options = _decode_options(args)
   predictor = Predictor.load(args.workdir)
   if args.input:
     with open(args.input, encoding='utf-8') as f:
       lines, where = f.read().splitlines(), args.input
   else:
     lines, where = sys.stdin.read().splitlines(), '<stdin>'
-  for line in predictor.predict([line.strip() for line in lines], where=where):
-    print(line)
+  texts = [line.strip() for line in lines]
+  for text, hyps in zip(texts, predictor.predict_nbest(texts, where=where, options=options)):
+    if args.format == 'text':
+      print(' ||| '.join(output for output, _ in hyps))
+    else:
+      entries = [{'text': output, 'score': score if math.isfinite(score) else None} for output, score in hyps]
+      print(json.dumps({'source': text, **entries[0], **({'nbest': entries} if len(entries) > 1 else {})},
+                       ensure_ascii=False))
+
+
+def _plot_attention(args, overrides):
+  from seq2seq_jax import plotting
+  from seq2seq_jax.predictor import Predictor
+  if overrides:
+    raise Seq2SeqError(f'plot-attention takes no config overrides: {overrides[0]}')
+  predictor = Predictor.load(args.workdir)
+  ids = predictor.encode_texts(args.texts, where='argument')
+  stem, ext = os.path.splitext(args.output)
+  paths = [args.output] if len(ids) == 1 else [f'{stem}-{i + 1}{ext or ".png"}' for i in range(len(ids))]
+  for path in plotting.plot_ids(predictor, ids, paths):
+    print(path)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -59,17 +92,46 @@ def parser() -> argparse.ArgumentParser:
   t = sub.add_parser('train', help='train (or resume) a model')
   t.add_argument('--config', required=True, help='a Python config file with get_config()')
   t.add_argument('--workdir', required=True)
+  from seq2seq_jax import distributed
+  distributed.add_arguments(t)
   e = sub.add_parser('eval', help='evaluate a trained workdir; prints one JSON line')
   e.add_argument('--workdir', required=True)
   e.add_argument('--split', default='test', choices=('train', 'validation', 'test'))
   e.add_argument('--references', help='SOURCE<TAB>REF1[<TAB>REF2...] file to score against')
+  _beam_flags(e)
   r = sub.add_parser('predict', help='decode lines of text (stdin by default), one output line per input line')
   r.add_argument('--workdir', required=True)
-  r.add_argument('--input', help='input file (default: stdin)')
+  r.add_argument('--input', metavar='FILE', help='input file (default: stdin)')
+  _beam_flags(r)
+  r.add_argument('--nbest', type=int, metavar='N',
+                 help='outputs per input line, best first (at most --beam; default 1)')
+  r.add_argument('--sample', action='store_true', help='sample instead of the most likely output')
+  r.add_argument('--temperature', type=float, metavar='T', help='with --sample: divides the logits (default 1)')
+  r.add_argument('--top-k', type=int, metavar='K', help='with --sample: draw from the K most likely tokens only')
+  r.add_argument('--seed', type=int, metavar='S',
+                 help='with --sample: the random seed (default 0; same seed, same output)')
+  r.add_argument('--batch-size', type=int, metavar='B',
+                 help='input lines decoded together (default: the config\'s decode.batch_size)')
+  r.add_argument('--format', choices=('text', 'jsonl'), default='text',
+                 help='text: one line per input line, with --nbest the outputs joined by " ||| " (best first); '
+                      'jsonl: one JSON object per input line, {"source", "text", "score"} and with --nbest > 1 '
+                      '"nbest": [{"text", "score"}, ...]; score: log-probability, divided by the length '
+                      'penalty with --alpha')
+  a = sub.add_parser('plot-attention', help='decode texts greedily and draw their attention weights as PNG')
+  a.add_argument('--workdir', required=True)
+  a.add_argument('--output', required=True, metavar='FILE.png',
+                 help='FILE.png for one TEXT; with several, FILE-1.png, FILE-2.png, ... (one heatmap each)')
+  a.add_argument('texts', nargs='+', metavar='TEXT', help='source text(s) to decode')
   return p
 
 
-COMMANDS = {'train': _train, 'eval': _eval, 'predict': _predict}
+def _beam_flags(p: argparse.ArgumentParser) -> None:
+  p.add_argument('--beam', type=int, metavar='K', help='beam search with K hypotheses (default 1: greedy)')
+  p.add_argument('--alpha', type=float, metavar='A',
+                 help='beam search ranks log-prob / ((5 + len) / 6) ** A, len counting EOS (default 0)')
+
+
+COMMANDS = {'train': _train, 'eval': _eval, 'predict': _predict, 'plot-attention': _plot_attention}
 
 
 def enable_compilation_cache() -> None:

@@ -1,4 +1,8 @@
-"""Inference: greedy decoding in a jit-compiled `lax.while_loop` over the model's own `decode_step`.
+"""Inference: one-token-per-step decoding in a jit-compiled `lax.while_loop` over the model's own `decode_step`.
+
+`run` is the loop; a `choose(logits_BxV, t)` function picks each step's tokens: `greedy` takes the argmax,
+`sampling.sample` draws from the (tempered, top-k) distribution. Beam search (`beam.py`) has its own loop over
+the same `decode_step` and the same length rule.
 
 B batch, S padded source length, L output buffer length, V target vocabulary.
 The loop stops as soon as every sentence has emitted EOS, or at its maximum length
@@ -7,6 +11,7 @@ sentence's result depends only on its own source: not on the batch, its order or
 """
 
 import functools
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -30,9 +35,12 @@ def buffer_len(src_len: int, a: float, b: int, cap: int) -> int:
   return int(min(cap, np.floor(a * (src_len - 1) + b))) + 1
 
 
-def greedy(model, params, src_BxS, src_len_B, *, a: float, b: int, cap: int) -> dict:
-  """Returns tokens (B, L) (PAD after EOS), lengths (B,) (without EOS), attention (B, L, S), scores (B,)
-  (sum of the log-probabilities of the chosen tokens, EOS included)."""
+def run(model, params, src_BxS, src_len_B, choose: Callable, *, a: float, b: int, cap: int) -> dict:
+  """Decodes with `choose(logits_BxV, t) -> y_B` (logits with PAD/BOS at -inf; EOS is forced at the limit).
+
+  Returns tokens (B, L) (PAD after EOS), lengths (B,) (without EOS), attention (B, L, S), scores (B,) (sum of
+  the model's log-probabilities of the chosen tokens, EOS included).
+  """
   variables = {'params': params}
   batch, src_steps = src_BxS.shape
   steps = buffer_len(src_steps, a, b, cap)
@@ -50,7 +58,7 @@ def greedy(model, params, src_BxS, src_len_B, *, a: float, b: int, cap: int) -> 
     t, done = st['t'], st['done']
     carry, logits_BxV, attn_BxS = model.apply(variables, st['carry'], st['y'], memory, method='decode_step')
     logits_BxV = allowed_logits(logits_BxV)
-    y_B = jnp.where(t >= limit_B, EOS, logits_BxV.argmax(-1).astype(jnp.int32))
+    y_B = jnp.where(t >= limit_B, EOS, choose(logits_BxV, t).astype(jnp.int32))
     logp_B = jnp.take_along_axis(jax.nn.log_softmax(logits_BxV), y_B[:, None], axis=-1)[:, 0]
     y_B = jnp.where(done, PAD, y_B)
     return {'t': t + 1, 'y': y_B, 'carry': carry,
@@ -62,6 +70,11 @@ def greedy(model, params, src_BxS, src_len_B, *, a: float, b: int, cap: int) -> 
 
   out = jax.lax.while_loop(cond, body, state)
   return {k: out[k] for k in ('tokens', 'lengths', 'attn', 'scores')}
+
+
+def greedy(model, params, src_BxS, src_len_B, *, a: float, b: int, cap: int) -> dict:
+  """The most likely token at each step; outputs as `run`'s."""
+  return run(model, params, src_BxS, src_len_B, lambda logits_BxV, t: logits_BxV.argmax(-1), a=a, b=b, cap=cap)
 
 
 @functools.lru_cache(maxsize=None)

@@ -1,6 +1,6 @@
 """Evaluation of a model on (source, target) pairs: teacher-forced loss and accuracy, and decoded metrics.
 
-Decoded metrics compare the greedy output of every distinct source with all its references:
+Decoded metrics compare the output (greedy by default) of every distinct source with all its references:
 exact_match, per / wer (symbol-level, closest reference; see metrics.py), and BLEU / chrF for translation.
 """
 
@@ -12,6 +12,7 @@ import numpy as np
 
 from seq2seq_jax import metrics, steps
 from seq2seq_jax.data import pipeline, sources as sources_lib
+from seq2seq_jax.predictor import DecodeOptions
 
 
 @functools.lru_cache(maxsize=None)
@@ -32,11 +33,13 @@ def teacher_forced(predictor, examples: pipeline.Examples) -> dict:
           'token_accuracy': 100.0 * totals['correct'] / max(totals['tokens'], 1.0)}
 
 
-def decoded(predictor, references: list[tuple[str, list[str]]], translation: bool = False) -> dict:
-  """Greedy-decodes each source and scores it against its references (percentages)."""
+def decoded(predictor, references: list[tuple[str, list[str]]], translation: bool = False,
+            options: DecodeOptions | None = None) -> dict:
+  """Decodes each source (greedily unless `options` say otherwise) and scores its best output against its
+  references (percentages)."""
   src_vocab, tgt_vocab = predictor.src_vocab, predictor.tgt_vocab
   ids = [src_vocab.encode(s, 'eval', unknown=collections.Counter()) for s, _ in references]
-  hyps = [r['tokens'] for r in predictor.decode_ids(ids)]
+  hyps = [r['tokens'] for r in predictor.decode_ids(ids, options)]
   hyp_symbols = [[tgt_vocab.symbols[i] for i in h] for h in hyps]
   ref_symbols = [[tgt_vocab.split(r) for r in refs] for _, refs in references]
   out = metrics.error_rates(hyp_symbols, ref_symbols)
@@ -49,8 +52,9 @@ def decoded(predictor, references: list[tuple[str, list[str]]], translation: boo
   return out
 
 
-def evaluate(predictor, pairs, max_items: int = 0) -> dict:
-  """All metrics on `pairs` ((source, target, where) triples); `max_items` > 0 keeps the first sources only."""
+def evaluate(predictor, pairs, max_items: int = 0, options: DecodeOptions | None = None) -> dict:
+  """All metrics on `pairs` ((source, target, where) triples); `max_items` > 0 keeps the first sources only;
+  `options` set how the decoded metrics decode (default: greedy)."""
   references = sources_lib.group_references(pairs)
   if max_items:
     references = references[:max_items]
@@ -58,7 +62,7 @@ def evaluate(predictor, pairs, max_items: int = 0) -> dict:
     pairs = [p for p in pairs if p[0] in keep]
   examples, _, _ = sources_lib.encode(predictor.cfg, pairs, predictor.src_vocab, predictor.tgt_vocab)
   result = teacher_forced(predictor, examples)
-  result.update(decoded(predictor, references, translation=predictor.cfg.data.task == 'tfds'))
+  result.update(decoded(predictor, references, translation=predictor.cfg.data.task == 'tfds', options=options))
   return result
 
 

@@ -1,0 +1,78 @@
+"""Attention heatmaps as PNG files, drawn on matplotlib's Agg canvas (no display, no pyplot state).
+
+  plot_attention(weights_TxS, ['a', 'b', '</s>'], ['b', 'a', '</s>'], 'attention.png')
+  write_attention_pngs(predictor, ['abc', 'hello'], 'DIR', 'step1000')  # DIR/step1000-1.png, DIR/step1000-2.png
+
+Source tokens run along x, output tokens down y, both ending with EOS; a cell's shade is the weight the
+output token (row) gave to the source token (column). Every token gets a fixed-size cell, so the image size
+follows from the lengths (`image_size`).
+"""
+
+import collections
+import os
+from typing import Sequence
+
+import numpy as np
+
+from seq2seq_jax.vocab import EOS, SPECIALS
+
+DPI = 100
+CELL_IN = 0.3          # inches per token
+MARGINS_IN = (1.6, 1.1)  # room for labels and the colour bar, in inches (width, height)
+MAX_IN = 60.0          # largest side, in inches
+
+
+def figure_size(num_source: int, num_target: int) -> tuple[float, float]:
+  """Figure (width, height) in inches for a heatmap of num_target rows and num_source columns."""
+  width = min(MAX_IN, max(3.0, MARGINS_IN[0] + CELL_IN * num_source))
+  height = min(MAX_IN, max(2.5, MARGINS_IN[1] + CELL_IN * num_target))
+  return width, height
+
+
+def image_size(num_source: int, num_target: int) -> tuple[int, int]:
+  """The PNG's (width, height) in pixels."""
+  width, height = figure_size(num_source, num_target)
+  return round(width * DPI), round(height * DPI)
+
+
+def _label(token: str) -> str:
+  return token.replace(' ', '\u2423') if token.strip() else '\u2423' * max(len(token), 1)
+
+
+def plot_attention(weights_TxS, source_tokens: Sequence[str], target_tokens: Sequence[str], path: str,
+                   title: str | None = None) -> str:
+  """Writes the heatmap of `weights_TxS` (T = len(target_tokens), S = len(source_tokens)) to `path` (PNG)."""
+  from matplotlib.figure import Figure
+  weights_TxS = np.asarray(weights_TxS, np.float32)
+  if weights_TxS.shape != (len(target_tokens), len(source_tokens)):
+    raise ValueError(f'attention of shape {weights_TxS.shape} for {len(target_tokens)} output and '
+                     f'{len(source_tokens)} source tokens')
+  fig = Figure(figsize=figure_size(len(source_tokens), len(target_tokens)), dpi=DPI, layout='constrained')
+  ax = fig.add_subplot()
+  image = ax.imshow(weights_TxS, cmap='viridis', vmin=0.0, vmax=1.0, aspect='auto', interpolation='nearest')
+  ax.set_xticks(range(len(source_tokens)), [_label(t) for t in source_tokens], rotation=90)
+  ax.set_yticks(range(len(target_tokens)), [_label(t) for t in target_tokens])
+  ax.set_xlabel('source')
+  ax.set_ylabel('output')
+  if title:
+    ax.set_title(title, fontsize='small')
+  fig.colorbar(image, ax=ax, shrink=0.8, pad=0.02)
+  fig.savefig(path, dpi=DPI, format='png')
+  return path
+
+
+def plot_ids(predictor, sources: list[list[int]], paths: Sequence[str]) -> list[str]:
+  """Greedy-decodes the source ids (without EOS) and writes one heatmap per source to its path."""
+  src_symbols, tgt_symbols = predictor.src_vocab.symbols, predictor.tgt_vocab.symbols
+  for ids, result, path in zip(sources, predictor.decode_ids(sources), paths, strict=True):
+    os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
+    plot_attention(result['attention'], [src_symbols[i] for i in ids] + [SPECIALS[EOS]],
+                   [tgt_symbols[i] for i in result['tokens']] + [SPECIALS[EOS]], path)
+  return list(paths)
+
+
+def write_attention_pngs(predictor, sources: list[str], folder: str, prefix: str) -> list[str]:
+  """Writes FOLDER/PREFIX-1.png, FOLDER/PREFIX-2.png, ... (one per source text, greedy decoding); unknown
+  symbols are read as <unk>. Returns the paths."""
+  ids = [predictor.src_vocab.encode(text, unknown=collections.Counter()) for text in sources]
+  return plot_ids(predictor, ids, [os.path.join(folder, f'{prefix}-{i + 1}.png') for i in range(len(sources))])
