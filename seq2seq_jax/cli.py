@@ -4,6 +4,8 @@
   seq2seq-jax eval    --workdir DIR [--split test] [--references FILE] [--beam K --alpha A]
   seq2seq-jax predict --workdir DIR [--input FILE] [--beam K --nbest N --alpha A | --sample ...] [--format jsonl]
   seq2seq-jax plot-attention --workdir DIR --output FILE.png TEXT [TEXT ...]
+  seq2seq-jax info    --workdir DIR [--step best|latest|averaged|N]
+  seq2seq-jax average --workdir DIR --last K
 """
 
 import argparse
@@ -36,7 +38,7 @@ def _eval(args, overrides):
   from seq2seq_jax.data import sources
   from seq2seq_jax.predictor import Predictor
   options = _decode_options(args)
-  predictor = Predictor.load(args.workdir)
+  predictor = Predictor.load(args.workdir, args.step)
   for item in overrides:  # data overrides, e.g. to evaluate on another test file
     from seq2seq_jax import config
     config.apply_override(predictor.cfg, item)
@@ -57,7 +59,7 @@ def _predict(args, overrides):
   if overrides:
     raise Seq2SeqError(f'predict takes no config overrides: {overrides[0]}')
   options = _decode_options(args)
-  predictor = Predictor.load(args.workdir)
+  predictor = Predictor.load(args.workdir, args.step)
   if args.input:
     with open(args.input, encoding='utf-8') as f:
       lines, where = f.read().splitlines(), args.input
@@ -78,12 +80,31 @@ def _plot_attention(args, overrides):
   from seq2seq_jax.predictor import Predictor
   if overrides:
     raise Seq2SeqError(f'plot-attention takes no config overrides: {overrides[0]}')
-  predictor = Predictor.load(args.workdir)
+  predictor = Predictor.load(args.workdir, args.step)
   ids = predictor.encode_texts(args.texts, where='argument')
   stem, ext = os.path.splitext(args.output)
   paths = [args.output] if len(ids) == 1 else [f'{stem}-{i + 1}{ext or ".png"}' for i in range(len(ids))]
   for path in plotting.plot_ids(predictor, ids, paths):
     print(path)
+
+
+def _info(args, overrides):
+  from seq2seq_jax import experiments
+  if overrides:
+    raise Seq2SeqError(f'info takes no config overrides: {overrides[0]}')
+  print(json.dumps(experiments.info(args.workdir, args.step), sort_keys=True))
+
+
+def _average(args, overrides):
+  from seq2seq_jax import experiments
+  if overrides:
+    raise Seq2SeqError(f'average takes no config overrides: {overrides[0]}')
+  print(json.dumps(experiments.average(args.workdir, args.last), sort_keys=True))
+
+
+def _step_flag(p: argparse.ArgumentParser) -> None:
+  p.add_argument('--step', default='best',
+                 help="checkpoint: best (by the task's validation metric; default), latest, averaged, or a step")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -99,10 +120,12 @@ def parser() -> argparse.ArgumentParser:
   e.add_argument('--split', default='test', choices=('train', 'validation', 'test'))
   e.add_argument('--references', help='SOURCE<TAB>REF1[<TAB>REF2...] file to score against')
   _beam_flags(e)
+  _step_flag(e)
   r = sub.add_parser('predict', help='decode lines of text (stdin by default), one output line per input line')
   r.add_argument('--workdir', required=True)
   r.add_argument('--input', metavar='FILE', help='input file (default: stdin)')
   _beam_flags(r)
+  _step_flag(r)
   r.add_argument('--nbest', type=int, metavar='N',
                  help='outputs per input line, best first (at most --beam; default 1)')
   r.add_argument('--sample', action='store_true', help='sample instead of the most likely output')
@@ -122,6 +145,13 @@ def parser() -> argparse.ArgumentParser:
   a.add_argument('--output', required=True, metavar='FILE.png',
                  help='FILE.png for one TEXT; with several, FILE-1.png, FILE-2.png, ... (one heatmap each)')
   a.add_argument('texts', nargs='+', metavar='TEXT', help='source text(s) to decode')
+  _step_flag(a)
+  i = sub.add_parser('info', help='step, parameter count, fingerprint and best metric of a checkpoint (JSON)')
+  i.add_argument('--workdir', required=True)
+  _step_flag(i)
+  v = sub.add_parser('average', help='average the last K checkpoints into DIR/averaged/ (use --step averaged)')
+  v.add_argument('--workdir', required=True)
+  v.add_argument('--last', type=int, required=True, help='how many of the newest checkpoints')
   return p
 
 
@@ -131,7 +161,8 @@ def _beam_flags(p: argparse.ArgumentParser) -> None:
                  help='beam search ranks log-prob / ((5 + len) / 6) ** A, len counting EOS (default 0)')
 
 
-COMMANDS = {'train': _train, 'eval': _eval, 'predict': _predict, 'plot-attention': _plot_attention}
+COMMANDS = {'train': _train, 'eval': _eval, 'predict': _predict, 'plot-attention': _plot_attention,
+            'info': _info, 'average': _average}
 
 
 def enable_compilation_cache() -> None:

@@ -81,6 +81,7 @@ def default_config() -> ml_collections.ConfigDict:
   t.checkpoint_every = 1000   # also at the end; keep it a multiple of eval_every so checkpoints carry metrics
   t.keep_checkpoints = 3      # the last K checkpoints are kept, plus the best by the task's validation metric
   t.eval_examples = 1000      # validation sources decoded at each periodic eval (0: all)
+  t.attention_plots = 3       # attention PNGs of the first validation sources at each eval (DIR/attention/)
   t.on_nonfinite = 'stop'     # stop | skip: what a NaN/Inf loss or gradient does (the update is never applied)
 
   c.decode = dc = ml_collections.ConfigDict()

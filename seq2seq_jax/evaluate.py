@@ -64,12 +64,3 @@ def evaluate(predictor, pairs, max_items: int = 0, options: DecodeOptions | None
   result = teacher_forced(predictor, examples)
   result.update(decoded(predictor, references, translation=predictor.cfg.data.task == 'tfds', options=options))
   return result
-
-
-def task_metric(cfg) -> tuple[str, str]:
-  """The validation metric that picks the best checkpoint, and whether higher ('max') or lower is better."""
-  if cfg.data.task == 'tfds':
-    return 'bleu', 'max'
-  if cfg.data.task == 'cmudict' or cfg.data.target_tokenizer == 'space':
-    return 'wer', 'min'
-  return 'exact_match', 'max'

@@ -5,13 +5,15 @@
 
 import json
 import os
+import sys
 import time
 
 import jax
 import numpy as np
 import tqdm
 
-from seq2seq_jax import checkpoint, config as config_lib, evaluate, parallel, steps, workdir as workdir_lib, writers
+from seq2seq_jax import (checkpoint, config as config_lib, evaluate, parallel, plotting, steps,
+                         workdir as workdir_lib, writers)
 from seq2seq_jax.data import pipeline, sources
 from seq2seq_jax.errors import CheckpointError, TrainingError
 from seq2seq_jax.model import ModelConfig, Seq2Seq
@@ -19,7 +21,7 @@ from seq2seq_jax.predictor import Predictor
 
 # Keys that may differ when the same workdir is trained again (e.g. to train for longer).
 RESUMABLE_CHANGES = ('train.num_steps', 'train.log_every', 'train.eval_every', 'train.checkpoint_every',
-                     'train.keep_checkpoints',
+                     'train.keep_checkpoints', 'train.attention_plots',
                      'train.eval_examples', 'train.on_nonfinite', 'decode.batch_size', 'parallel.mode')
 
 
@@ -141,7 +143,12 @@ def train(cfg, workdir: str, log=print) -> dict:
         best = (step, value)
       last_eval.update({f'best_{metric_name}': best[1], 'best_step': best[0]})
       writer.write(step, 'validation', last_eval)
-      bar.write(f'step {step}: validation ' + ', '.join(f'{k} {v:.4g}' for k, v in last_eval.items()))
+      if t.attention_plots and jax.process_index() == 0:
+        sources_to_plot = [s for s, _ in sources.group_references(validation_pairs)[:t.attention_plots]]
+        plotting.write_attention_pngs(predictor, sources_to_plot, workdir_lib.path(workdir, 'attention'),
+                                      f'step-{step}')
+      bar.write(f'step {step}: validation ' + ', '.join(f'{k} {v:.4g}' for k, v in last_eval.items()),
+                file=sys.stderr)
       clock = time.perf_counter()
     if step % t.checkpoint_every == 0 or step == t.num_steps:
       evaluated = {'validation': last_eval} if eval_step == step else {}  # what picks the best checkpoint
