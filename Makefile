@@ -1,11 +1,11 @@
 # Two entry points, each creating .venv with the pinned versions of requirements.lock on first use:
-#   make train   trains the main job and reports its test-split figures
+#   make train   trains the main job (G2P on CMUdict) and reports its test-split figures
 #   make test    runs the test suite
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-WORKDIR ?= workdirs/addition
-CONFIG ?= configs/addition.py
+WORKDIR ?= workdirs/g2p
+CONFIG ?= configs/g2p_cmudict.py
 
 .PHONY: train test clean
 
