@@ -6,6 +6,7 @@
   seq2seq-jax plot-attention --workdir DIR --output FILE.png TEXT [TEXT ...]
   seq2seq-jax info    --workdir DIR [--step best|latest|averaged|N]
   seq2seq-jax average --workdir DIR --last K
+  seq2seq-jax decode-speed --workdir DIR [--split test] [--beam K]
 """
 
 import argparse
@@ -102,6 +103,18 @@ def _average(args, overrides):
   print(json.dumps(experiments.average(args.workdir, args.last), sort_keys=True))
 
 
+def _decode_speed(args, overrides):
+  from seq2seq_jax import experiments
+  from seq2seq_jax.data import sources
+  from seq2seq_jax.predictor import Predictor
+  if overrides:
+    raise Seq2SeqError(f'decode-speed takes no config overrides: {overrides[0]}')
+  options = _decode_options(args)
+  predictor = Predictor.load(args.workdir, args.step)
+  references = sources.group_references(sources.load_pairs(predictor.cfg, args.split))
+  print(json.dumps({'split': args.split, **experiments.decode_speed(predictor, references, options)}))
+
+
 def _step_flag(p: argparse.ArgumentParser) -> None:
   p.add_argument('--step', default='best',
                  help="checkpoint: best (by the task's validation metric; default), latest, averaged, or a step")
@@ -152,6 +165,12 @@ def parser() -> argparse.ArgumentParser:
   v = sub.add_parser('average', help='average the last K checkpoints into DIR/averaged/ (use --step averaged)')
   v.add_argument('--workdir', required=True)
   v.add_argument('--last', type=int, required=True, help='how many of the newest checkpoints')
+  d = sub.add_parser('decode-speed', help='sources/s of decoding a split (after a compiling pass), with PER/WER')
+  d.add_argument('--workdir', required=True)
+  d.add_argument('--split', default='test', choices=('train', 'validation', 'test'))
+  d.add_argument('--batch-size', type=int, help="sources decoded together (default: decode.batch_size)")
+  _beam_flags(d)
+  _step_flag(d)
   return p
 
 
@@ -162,7 +181,7 @@ def _beam_flags(p: argparse.ArgumentParser) -> None:
 
 
 COMMANDS = {'train': _train, 'eval': _eval, 'predict': _predict, 'plot-attention': _plot_attention,
-            'info': _info, 'average': _average}
+            'info': _info, 'average': _average, 'decode-speed': _decode_speed}
 
 
 def enable_compilation_cache() -> None:

@@ -2,7 +2,11 @@
 
   seq2seq-jax info --workdir DIR [--step latest|best|N]
   seq2seq-jax average --workdir DIR --last K
+  seq2seq-jax decode-speed --workdir DIR [--split test] [--beam K]
 """
+
+import collections
+import time
 
 import jax
 
@@ -48,3 +52,27 @@ def average(workdir: str, last: int) -> dict:
   out.close()
   return {'workdir': workdir, 'averaged_from': chosen, 'saved_as': f'{out.directory}/{newest}',
           'fingerprint': checkpoint.fingerprint(averaged.params)}
+
+
+def decode_speed(predictor, references: list[tuple[str, list[str]]], options, repeats: int = 3) -> dict:
+  """Decodes every source of `references` (after one untimed pass that compiles) and scores the output.
+
+  Returns sources per second (median of `repeats` timed passes) with PER/WER of the decoded output.
+  """
+  from seq2seq_jax import metrics
+  ids = [predictor.src_vocab.encode(s, 'decode-speed', unknown=collections.Counter()) for s, _ in references]
+  start = time.perf_counter()
+  results = predictor.decode_ids(ids, options)
+  first = time.perf_counter() - start
+  seconds = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    predictor.decode_ids(ids, options)
+    seconds.append(time.perf_counter() - start)
+  median = sorted(seconds)[len(seconds) // 2]
+  tgt = predictor.tgt_vocab
+  rates = metrics.error_rates([[tgt.symbols[i] for i in r['tokens']] for r in results],
+                              [[tgt.split(r) for r in refs] for _, refs in references])
+  return {'sources': len(ids), 'beam': options.beam, 'batch_size': options.batch_size or predictor.cfg.decode.batch_size,
+          'first_pass_s': round(first, 3), 'seconds': [round(x, 3) for x in seconds],
+          'sources_per_s': round(len(ids) / median, 1), 'per': rates['per'], 'wer': rates['wer']}

@@ -8,7 +8,9 @@
 import dataclasses
 from typing import Callable
 
+import jax
 import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from seq2seq_jax import beam, decoding, sampling, workdir as workdir_lib
 from seq2seq_jax.data.pipeline import bucket_len
@@ -56,6 +58,7 @@ class Predictor:
   def __init__(self, cfg, params, src_vocab: Vocab, tgt_vocab: Vocab):
     self.cfg, self.params, self.src_vocab, self.tgt_vocab = cfg, params, src_vocab, tgt_vocab
     self.model = Seq2Seq(ModelConfig.from_config(cfg.model, len(src_vocab), len(tgt_vocab)))
+    self._replicated = None  # (parameters on every local device, batch-split sharding), when there are several
 
   @classmethod
   def load(cls, workdir: str, step: str | int = 'best') -> 'Predictor':
@@ -76,6 +79,7 @@ class Predictor:
     for start in range(0, len(order), batch_size):
       idx = order[start:start + batch_size]
       rows = 1 << (len(idx) - 1).bit_length()  # batch rows rounded up to a power of two: few shapes
+      rows = -(-rows // jax.local_device_count()) * jax.local_device_count()  # ... and to the device count
       s_len = bucket_len(max(len(sources[i]) for i in idx) + 1, self.cfg.data.bucket_step)
       src = np.full((rows, s_len), PAD, np.int32)
       src_len = np.ones((rows,), np.int32)
@@ -108,9 +112,22 @@ class Predictor:
 
     def decode(src_BxS, src_len_B, ids_B):
       keys = (sampling.sentence_keys(o.seed, ids_B),) if o.sample else ()
-      out = fn(self.params, src_BxS, src_len_B, *keys)
+      params, inputs = self._data_parallel((src_BxS, src_len_B) + keys)
+      out = fn(params, *inputs)
       return out if searching else {k: v[:, None] for k, v in out.items()}
     return decode
+
+  def _data_parallel(self, inputs: tuple) -> tuple:
+    """With several local devices: parameters replicated, inputs split along the batch axis; the compiled
+    decoder then runs each device's rows there (every row's result depends on that row only)."""
+    devices = jax.local_devices()
+    if len(devices) == 1:
+      return self.params, inputs
+    if self._replicated is None:
+      mesh = Mesh(np.array(devices), ('batch',))
+      self._replicated = (jax.device_put(self.params, NamedSharding(mesh, P())), NamedSharding(mesh, P('batch')))
+    params, rows = self._replicated
+    return params, tuple(jax.device_put(x, rows) for x in inputs)
 
   def encode_texts(self, texts: list[str], where: str = 'input') -> list[list[int]]:
     """Source ids of each text; an unknown symbol is an error naming it and the line (`where`:line)."""

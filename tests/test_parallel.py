@@ -110,3 +110,16 @@ def test_cli_refuses_a_batch_that_does_not_divide(tmp_path):
   assert len(errors) == 1 and 'data.batch_size=12' in errors[0] and '8 devices' in errors[0], r.stderr
   assert 'Traceback' not in r.stderr
   assert not os.path.exists(workdir)  # refused before anything was written
+
+
+def test_decoding_on_8_devices_gives_the_one_device_results():
+  """Greedy and beam search split their batch over the local devices; every sentence's result is unchanged."""
+  results = {}
+  for devices in (1, 8):
+    r = subprocess.run([sys.executable, os.path.join(ROOT, 'tests', 'parallel_decode_check.py')], cwd=ROOT,
+                       env=_env(devices), capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    results[devices] = json.loads(r.stdout.strip().splitlines()[-1])
+  assert results[1]['devices'] == 1 and results[8]['devices'] == 8
+  assert results[8]['greedy'] == results[1]['greedy'] and results[8]['beam'] == results[1]['beam']
+  assert len({len(h[0]) for h in results[1]['greedy']}) > 2  # sentences of several output lengths
