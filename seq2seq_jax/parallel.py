@@ -33,11 +33,10 @@ def check_batch_size(batch_size: int, devices: int) -> None:
                       f'choose a multiple of {devices}')
 
 
-def local_rows(batch: dict) -> dict:
-  """This process's share of a global batch: rows [p * B / P, (p + 1) * B / P)."""
+def process_rows(batch_size: int) -> slice:
+  """This process's share of every global batch: rows [p * B / P, (p + 1) * B / P)."""
   n, p = jax.process_count(), jax.process_index()
-  rows = len(batch['src']) // n
-  return jax.tree.map(lambda x: x[p * rows:(p + 1) * rows], batch)
+  return slice(p * batch_size // n, (p + 1) * batch_size // n)
 
 
 class DataParallel:

@@ -109,7 +109,8 @@ def train(cfg, workdir: str, log=print) -> dict:
       workdir_lib.save_vocabs(workdir, src_vocab, tgt_vocab)
       workdir_lib.save_config(workdir, cfg)
     workdir_lib.record_run_info(workdir, start)
-  data_iter = iter(pipeline.train_stream(examples, cfg.data.batch_size, cfg.seed))
+  data_iter = iter(pipeline.train_stream(examples, cfg.data.batch_size, cfg.seed,
+                                         rows=parallel.process_rows(cfg.data.batch_size)))
   if data_state is not None:
     data_iter.set_state(data_state)
   num_params = sum(x.size for x in jax.tree.leaves(state.params))
@@ -124,9 +125,9 @@ def train(cfg, workdir: str, log=print) -> dict:
   pending, clock, last_eval, eval_step = [], time.perf_counter(), {}, None
   best = _best_so_far(workdir, metric_name)
   for step in range(start + 1, t.num_steps + 1):
-    batch = next(data_iter)  # every process reads the same global batch plan and keeps its own rows
+    batch = next(data_iter)  # every process follows the same batch plan and builds only its own rows
     batch.pop('index')
-    state, m = dp.step(state, parallel.local_rows(batch))
+    state, m = dp.step(state, batch)
     pending.append(m)
     if step % t.log_every == 0 or step == t.num_steps:
       jax.block_until_ready(pending[-1])  # the clock must see the device's work, not its dispatch

@@ -84,3 +84,14 @@ def test_synthetic_tasks():
         assert int(tgt) == int(a) + int(b)
       else:
         assert tgt == {'copy': src, 'reverse': src[::-1], 'sort': ''.join(sorted(src))}[task]
+
+
+def test_a_process_builds_exactly_its_rows_of_the_global_batch():
+  ex = _examples()
+  idx = ex.plan(16)[-1]  # a bucket's last batch: has filler rows
+  idx = np.concatenate([idx[idx >= 0][:5], np.full(11, -1)])
+  full = ex.batch(idx)
+  for rows in (slice(0, 8), slice(8, 16), slice(4, 12)):
+    part = ex.batch(idx, rows)
+    for key in full:
+      np.testing.assert_array_equal(part[key], full[key][rows])

@@ -60,15 +60,17 @@ class Examples:
   def __len__(self) -> int:
     return len(self.src)
 
-  def batch(self, idx: np.ndarray) -> dict:
-    """Pads the examples `idx` (-1: filler) to the largest bucket shape among them."""
+  def batch(self, idx: np.ndarray, rows: slice = slice(None)) -> dict:
+    """Pads the examples `idx` (-1: filler) to the largest bucket shape among them; only `rows` of them are
+    built (a process's share of a global batch), with the shape that the whole batch gets."""
     real = idx[idx >= 0]
     s_len, t_len = self.keys[real].max(axis=0)
+    idx = np.where(idx >= 0, idx, -1 - real[0])[rows]  # fillers remember which example they copy
     b = len(idx)
     out = {'src': np.full((b, s_len), PAD, np.int32), 'src_len': np.zeros((b,), np.int32),
            'tgt_in': np.full((b, t_len), PAD, np.int32), 'tgt_out': np.full((b, t_len), PAD, np.int32),
-           'weights': np.zeros((b, t_len), np.float32), 'index': idx.astype(np.int32)}
-    for row, i in enumerate(np.where(idx >= 0, idx, real[0])):
+           'weights': np.zeros((b, t_len), np.float32), 'index': np.where(idx >= 0, idx, -1).astype(np.int32)}
+    for row, i in enumerate(np.where(idx >= 0, idx, -1 - idx)):
       s, t = self.src[i], self.tgt[i]
       out['src'][row, :len(s)], out['src'][row, len(s)] = s, EOS
       out['src_len'][row] = len(s) + 1
@@ -92,10 +94,10 @@ class Examples:
 
 
 class _TrainBatches:
-  """Random access to the endless shuffled batch stream: batch i of epoch i // per_epoch."""
+  """Random access to the endless shuffled batch stream: batch i of epoch i // per_epoch (only `rows`)."""
 
-  def __init__(self, examples: Examples, batch_size: int, seed: int):
-    self.examples, self.batch_size, self.seed = examples, batch_size, seed
+  def __init__(self, examples: Examples, batch_size: int, seed: int, rows: slice):
+    self.examples, self.batch_size, self.seed, self.rows = examples, batch_size, seed, rows
     self.per_epoch = len(examples.plan(batch_size))
     self._plans, self._lock = {}, threading.Lock()
 
@@ -109,14 +111,19 @@ class _TrainBatches:
         self._plans = {e: p for e, p in self._plans.items() if e >= epoch - 1}
         self._plans[epoch] = self.examples.plan(self.batch_size, np.random.default_rng([self.seed, epoch]))
       idx = self._plans[epoch][j]
-    return self.examples.batch(idx)
+    return self.examples.batch(idx, self.rows)
 
 
-def train_stream(examples: Examples, batch_size: int, seed: int, threads: int = 2) -> grain.IterDataset:
-  """Endless, seeded, bucketed training batches. `iter(...)` has `get_state()`/`set_state()` for exact resume."""
+def train_stream(examples: Examples, batch_size: int, seed: int, threads: int = 2,
+                 rows: slice = slice(None)) -> grain.IterDataset:
+  """Endless, seeded, bucketed training batches; `rows` of each global batch only (one process's share).
+
+  `iter(...)` has `get_state()`/`set_state()` for exact resume; the state (a batch counter) is the same in
+  every process, so a run resumes with any number of processes.
+  """
   if len(examples) == 0:
     raise ValueError('no training examples')
-  return grain.MapDataset.source(_TrainBatches(examples, batch_size, seed)).to_iter_dataset(
+  return grain.MapDataset.source(_TrainBatches(examples, batch_size, seed, rows)).to_iter_dataset(
       grain.ReadOptions(num_threads=threads, prefetch_buffer_size=8))
 
 
