@@ -33,13 +33,15 @@ def teacher_forced(predictor, examples: pipeline.Examples) -> dict:
           'token_accuracy': 100.0 * totals['correct'] / max(totals['tokens'], 1.0)}
 
 
-def decoded(predictor, references: list[tuple[str, list[str]]], translation: bool = False,
-            options: DecodeOptions | None = None) -> dict:
-  """Decodes each source (greedily unless `options` say otherwise) and scores its best output against its
-  references (percentages)."""
-  src_vocab, tgt_vocab = predictor.src_vocab, predictor.tgt_vocab
-  ids = [src_vocab.encode(s, 'eval', unknown=collections.Counter()) for s, _ in references]
-  hyps = [r['tokens'] for r in predictor.decode_ids(ids, options)]
+def source_ids(predictor, references: list[tuple[str, list[str]]]) -> list[list[int]]:
+  """Token ids of each reference item's source (unknown symbols read as UNK)."""
+  return [predictor.src_vocab.encode(s, 'eval', unknown=collections.Counter()) for s, _ in references]
+
+
+def score(predictor, hyps: list[list[int]], references: list[tuple[str, list[str]]],
+          translation: bool = False) -> dict:
+  """PER/WER/exact match (and BLEU/chrF for translation) of output ids against each item's references."""
+  tgt_vocab = predictor.tgt_vocab
   hyp_symbols = [[tgt_vocab.symbols[i] for i in h] for h in hyps]
   ref_symbols = [[tgt_vocab.split(r) for r in refs] for _, refs in references]
   out = metrics.error_rates(hyp_symbols, ref_symbols)
@@ -50,6 +52,14 @@ def decoded(predictor, references: list[tuple[str, list[str]]], translation: boo
     out['chrf'] = metrics.chrf(hyp_text, ref_text)
   out['num_items'] = int(out['num_items'])
   return out
+
+
+def decoded(predictor, references: list[tuple[str, list[str]]], translation: bool = False,
+            options: DecodeOptions | None = None) -> dict:
+  """Decodes each source (greedily unless `options` say otherwise) and scores its best output against its
+  references (percentages)."""
+  hyps = [r['tokens'] for r in predictor.decode_ids(source_ids(predictor, references), options)]
+  return score(predictor, hyps, references, translation)
 
 
 def evaluate(predictor, pairs, max_items: int = 0, options: DecodeOptions | None = None) -> dict:

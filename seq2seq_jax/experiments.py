@@ -5,7 +5,6 @@
   seq2seq-jax decode-speed --workdir DIR [--split test] [--beam K]
 """
 
-import collections
 import time
 
 import jax
@@ -59,8 +58,8 @@ def decode_speed(predictor, references: list[tuple[str, list[str]]], options, re
 
   Returns sources per second (median of `repeats` timed passes) with PER/WER of the decoded output.
   """
-  from seq2seq_jax import metrics
-  ids = [predictor.src_vocab.encode(s, 'decode-speed', unknown=collections.Counter()) for s, _ in references]
+  from seq2seq_jax import evaluate
+  ids = evaluate.source_ids(predictor, references)
   start = time.perf_counter()
   results = predictor.decode_ids(ids, options)
   first = time.perf_counter() - start
@@ -70,9 +69,7 @@ def decode_speed(predictor, references: list[tuple[str, list[str]]], options, re
     predictor.decode_ids(ids, options)
     seconds.append(time.perf_counter() - start)
   median = sorted(seconds)[len(seconds) // 2]
-  tgt = predictor.tgt_vocab
-  rates = metrics.error_rates([[tgt.symbols[i] for i in r['tokens']] for r in results],
-                              [[tgt.split(r) for r in refs] for _, refs in references])
+  rates = evaluate.score(predictor, [r['tokens'] for r in results], references)
   return {'sources': len(ids), 'beam': options.beam, 'batch_size': options.batch_size or predictor.cfg.decode.batch_size,
           'first_pass_s': round(first, 3), 'seconds': [round(x, 3) for x in seconds],
           'sources_per_s': round(len(ids) / median, 1), 'per': rates['per'], 'wer': rates['wer']}
