@@ -35,11 +35,6 @@ def zero_state(cell: str, batch_shape: tuple, hidden: int, dtype=jnp.float32) ->
   return (h,) if cell == 'gru' else (h, h)
 
 
-def project_inputs(params: dict, x_RxBxTxI: jax.Array) -> jax.Array:
-  """Input-to-hidden part of every gate for all time steps at once: (R, B, T, G)."""
-  return jnp.einsum('rbti,rig->rbtg', x_RxBxTxI, params['w_in']) + params['b_in'][:, None, None, :]
-
-
 def step(cell: str, params: dict, state: tuple, xp_RxBxG: jax.Array) -> tuple:
   """One time step for all directions; `xp` is the step's slice of `project_inputs`."""
   h_RxBxH = state[0]
@@ -57,12 +52,12 @@ def step(cell: str, params: dict, state: tuple, xp_RxBxG: jax.Array) -> tuple:
 
 
 @jax.custom_vjp
-def reverse_padded(x_BxT: jax.Array, lengths_B: jax.Array) -> jax.Array:
-  """Reverses the first `length` positions of each row along axis 1; padding stays where it is."""
-  t_T = jnp.arange(x_BxT.shape[1])
-  idx_BxT = jnp.where(t_T < lengths_B[:, None], lengths_B[:, None] - 1 - t_T, t_T)
-  idx = idx_BxT.reshape(idx_BxT.shape + (1,) * (x_BxT.ndim - 2))
-  return jnp.take_along_axis(x_BxT, idx, axis=1)
+def reverse_padded(x_TxB: jax.Array, lengths_B: jax.Array) -> jax.Array:
+  """Reverses the first `length` time steps (axis 0) of each sequence (axis 1); padding stays where it is."""
+  t_T = jnp.arange(x_TxB.shape[0])
+  idx_TxB = jnp.where(t_T[:, None] < lengths_B[None, :], lengths_B[None, :] - 1 - t_T[:, None], t_T[:, None])
+  idx = idx_TxB.reshape(idx_TxB.shape + (1,) * (x_TxB.ndim - 2))
+  return jnp.take_along_axis(x_TxB, idx, axis=0)
 
 
 # The reversal is its own inverse, so its gradient is the same gather (not the scatter-add autodiff would use).
@@ -70,17 +65,20 @@ reverse_padded.defvjp(lambda x, lengths: (reverse_padded(x, lengths), lengths),
                       lambda lengths, g: (reverse_padded(g, lengths), None))
 
 
-def run(cell: str, params: dict, xp_RxBxTxG: jax.Array, lengths_B: jax.Array, state0: tuple,
-        unroll: int = 1) -> tuple[jax.Array, tuple]:
-  """Scans a layer over time. Direction 0 runs forward; direction 1 (if present) runs backward.
+def run(cell: str, params: dict, x_TxBxI: jax.Array, lengths_B: jax.Array, state0: tuple,
+        unroll: int = 1, remat: bool = False) -> tuple[jax.Array, tuple]:
+  """Runs a layer over a time-major batch. Direction 0 reads forward; direction 1 (if present) backward.
 
+  The input-to-hidden projection of all steps is one (T*B, I) x (I, G) matmul per direction, before the scan.
   Padded positions (t >= length) neither change the state nor produce output (zeros), so each row's final
-  state is the state after its last real position, in both directions.
-  Returns outputs (R, B, T, H) and the final state (tuple of (R, B, H)).
+  state is the state after its last real position, in both directions. `remat` recomputes each step in the
+  backward pass instead of storing its gate activations.
+  Returns outputs (T, B, R*H) (directions concatenated) and the final state (tuple of (R, B, H)).
   """
-  directions, _, steps, _ = xp_RxBxTxG.shape
-  if directions == 2:  # the backward direction reads each sequence from its own last real symbol
-    xp_RxBxTxG = xp_RxBxTxG.at[1].set(reverse_padded(xp_RxBxTxG[1], lengths_B))
+  directions = params['w_in'].shape[0]
+  steps = x_TxBxI.shape[0]
+  inputs = [x_TxBxI, reverse_padded(x_TxBxI, lengths_B)][:directions]
+  xp_TxRxBxG = jnp.stack([x @ params['w_in'][r] + params['b_in'][r] for r, x in enumerate(inputs)], axis=1)
   mask_TxB = jnp.arange(steps)[:, None] < lengths_B[None, :]
 
   def body(state, inputs):
@@ -89,9 +87,6 @@ def run(cell: str, params: dict, xp_RxBxTxG: jax.Array, lengths_B: jax.Array, st
     state = tuple(jnp.where(m_B[None, :, None], n, s) for n, s in zip(new, state))
     return state, state[0] * m_B[None, :, None]
 
-  final, out_TxRxBxH = jax.lax.scan(body, state0, (jnp.moveaxis(xp_RxBxTxG, 2, 0), mask_TxB),
-                                    unroll=unroll)
-  out_RxBxTxH = jnp.moveaxis(out_TxRxBxH, 0, 2)
-  if directions == 2:
-    out_RxBxTxH = out_RxBxTxH.at[1].set(reverse_padded(out_RxBxTxH[1], lengths_B))
-  return out_RxBxTxH, final
+  final, out_TxRxBxH = jax.lax.scan(jax.checkpoint(body) if remat else body, state0, (xp_TxRxBxG, mask_TxB), unroll=unroll)
+  outs = [out_TxRxBxH[:, 0], reverse_padded(out_TxRxBxH[:, 1], lengths_B)][:directions]
+  return jnp.concatenate(outs, axis=-1), final

@@ -28,7 +28,7 @@ def dropout(rng, x: jax.Array, rate: float) -> jax.Array:
 
 
 def encode(params: dict, cell: str, src_BxS: jax.Array, lengths_B: jax.Array, *, dropout_rate: float = 0.0,
-           rng=None, unroll: int = 1) -> tuple[jax.Array, list]:
+           rng=None, unroll: int = 1, remat: bool = False) -> tuple[jax.Array, list]:
   """Returns the top layer's outputs (B, S, D), zero at padding, and each layer's final state.
 
   The final state of layer l is a tuple (h, [c]) of (R, B, H) arrays: each direction's state after the
@@ -36,16 +36,13 @@ def encode(params: dict, cell: str, src_BxS: jax.Array, lengths_B: jax.Array, *,
   """
   num_layers = len(params['layers'])
   rngs = list(jax.random.split(rng, num_layers + 1)) if rng is not None else [None] * (num_layers + 1)
-  x_BxSxI = dropout(rngs[0], params['embed'][src_BxS], dropout_rate)
+  x_SxBxI = dropout(rngs[0], params['embed'][src_BxS.T], dropout_rate)
   finals = []
   for i, layer in enumerate(params['layers']):
-    directions, _, gates = layer['w_in'].shape
-    hidden = layer['w_h'].shape[1]
+    directions, hidden = layer['w_h'].shape[:2]
     if i > 0:
-      x_BxSxI = dropout(rngs[i], x_BxSxI, dropout_rate)
-    xp_RxBxSxG = cells.project_inputs(layer, jnp.broadcast_to(x_BxSxI, (directions,) + x_BxSxI.shape))
-    state0 = cells.zero_state(cell, (directions, src_BxS.shape[0]), hidden, xp_RxBxSxG.dtype)
-    out_RxBxSxH, final = cells.run(cell, layer, xp_RxBxSxG, lengths_B, state0, unroll)
-    x_BxSxI = jnp.concatenate(list(out_RxBxSxH), axis=-1)
+      x_SxBxI = dropout(rngs[i], x_SxBxI, dropout_rate)
+    state0 = cells.zero_state(cell, (directions, src_BxS.shape[0]), hidden, x_SxBxI.dtype)
+    x_SxBxI, final = cells.run(cell, layer, x_SxBxI, lengths_B, state0, unroll, remat)
     finals.append(final)
-  return x_BxSxI, finals
+  return jnp.swapaxes(x_SxBxI, 0, 1), finals

@@ -10,7 +10,7 @@ from seq2seq_jax import cells, encoder
 
 def test_reverse_padded():
   x = np.array([[1, 2, 3, 0, 0], [4, 5, 6, 7, 8]])
-  np.testing.assert_array_equal(cells.reverse_padded(x, np.array([3, 5])), [[3, 2, 1, 0, 0], [8, 7, 6, 5, 4]])
+  np.testing.assert_array_equal(cells.reverse_padded(x.T, np.array([3, 5])).T, [[3, 2, 1, 0, 0], [8, 7, 6, 5, 4]])
 
 
 @pytest.mark.parametrize('cell', ['gru', 'lstm'])
