@@ -62,7 +62,10 @@ def default_config() -> ml_collections.ConfigDict:
   m.style = 'bahdanau'        # bahdanau (attend with s_{t-1}) | luong (attend with s_t, attentional vector)
   m.input_feeding = True      # luong: feed the attentional vector to the next step
   m.dropout = 0.0             # on embeddings, between layers and on the decoder output
-  m.scan_unroll = 1
+  m.scan_unroll = 1           # time steps per scan iteration (more: fewer loop overheads, longer compiles)
+  m.compute_dtype = 'float32'  # float32 | bfloat16: dtype of activations and matmuls; parameters and
+                               # optimizer state stay float32
+  m.remat = False             # recompute each scan step's activations in the backward pass (less memory)
 
   c.train = t = ml_collections.ConfigDict()
   t.num_steps = 2000
@@ -192,6 +195,7 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
   choice('train.teacher_forcing', t.teacher_forcing, TF_SCHEDULES)
   choice('data.source_tokenizer', d.source_tokenizer, TOKENIZERS)
   choice('data.target_tokenizer', d.target_tokenizer, TOKENIZERS)
+  choice('model.compute_dtype', m.compute_dtype, ('float32', 'bfloat16'))
   choice('parallel.mode', cfg.parallel.mode, ('pmap', 'shard_map'))
   choice('train.on_nonfinite', t.on_nonfinite, ('stop', 'skip'))
   for name in ('model.embed_size', 'model.encoder_size', 'model.decoder_size', 'model.num_layers', 'model.attention_size',

@@ -121,14 +121,14 @@ def teacher_forced(params, c, carry: dict, memory: dict, tgt_in_BxT, *, tf_ratio
   emb_mask_BxTxE = None
   if dropout_rng is not None and c.dropout > 0:
     emb_rng, dropout_rng = jax.random.split(dropout_rng)
-    emb_mask_BxTxE = dropout(emb_rng, jnp.ones((batch, steps, c.embed_size)), c.dropout)
+    emb_mask_BxTxE = dropout(emb_rng, jnp.ones((batch, steps, c.embed_size), c.compute_dtype), c.dropout)
   yp_BxTxG = embed(params, c, tgt_in_BxT, emb_mask_BxTxE)
   xs = {'yp': jnp.moveaxis(yp_BxTxG, 1, 0)}
   if sample_rng is not None:
     coin_rng, token_rng = jax.random.split(sample_rng)
     xs['gold'] = (jax.random.uniform(coin_rng, (steps, batch)) < tf_ratio).at[0].set(True)  # step 0 reads BOS
     xs['key'] = jax.random.split(token_rng, steps)
-    xs['emb_mask'] = (jnp.ones((steps, batch, c.embed_size)) if emb_mask_BxTxE is None
+    xs['emb_mask'] = (jnp.ones((steps, batch, c.embed_size), c.compute_dtype) if emb_mask_BxTxE is None
                       else jnp.moveaxis(emb_mask_BxTxE, 1, 0))
 
   def body(loop, x):
@@ -141,6 +141,7 @@ def teacher_forced(params, c, carry: dict, memory: dict, tgt_in_BxT, *, tf_ratio
     return (carry, features_BxF), (features_BxF, attn_BxS)
 
   features0 = jnp.zeros((batch, feature_size(c)), yp_BxTxG.dtype)
+  body = jax.checkpoint(body) if c.remat else body
   _, (features_TxBxF, attn_TxBxS) = jax.lax.scan(body, (carry, features0), xs, unroll=c.scan_unroll)
   features_BxTxF = dropout(dropout_rng, jnp.moveaxis(features_TxBxF, 0, 1), c.dropout)
   return logits(params, features_BxTxF), jnp.moveaxis(attn_TxBxS, 0, 1)

@@ -15,6 +15,7 @@ import dataclasses
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
 from seq2seq_jax import decoder, encoder
 from seq2seq_jax.errors import ConfigError
@@ -37,6 +38,8 @@ class ModelConfig:
   input_feeding: bool = True
   dropout: float = 0.0
   scan_unroll: int = 1
+  compute_dtype: str = 'float32'
+  remat: bool = False
 
   @property
   def memory_size(self) -> int:
@@ -63,18 +66,24 @@ class Seq2Seq(nn.Module):
                           c.num_layers, c.bidirectional)
     self.dec = self.param('decoder', decoder.init, c)
 
+  def _params(self, tree):
+    """Parameters in the compute dtype (a cast in the graph: gradients still reach the float32 originals)."""
+    dtype = jnp.dtype(self.c.compute_dtype)
+    return tree if dtype == jnp.float32 else jax.tree.map(lambda x: x.astype(dtype), tree)
+
   def encode(self, src_BxS, src_len_B, train: bool = False) -> tuple[dict, dict]:
     """Encodes a padded batch; returns the decoder's initial carry and the attention memory."""
-    rng = self.make_rng('dropout') if train and self.c.dropout > 0 else None
-    memory_BxSxD, finals = encoder.encode(self.enc, self.c.cell, src_BxS, src_len_B, dropout_rate=self.c.dropout,
-                                          rng=rng, unroll=self.c.scan_unroll)
-    return decoder.prepare(self.dec, self.c, memory_BxSxD, src_len_B, finals)
+    c = self.c
+    rng = self.make_rng('dropout') if train and c.dropout > 0 else None
+    memory_BxSxD, finals = encoder.encode(self._params(self.enc), c.cell, src_BxS, src_len_B,
+                                          dropout_rate=c.dropout, rng=rng, unroll=c.scan_unroll, remat=c.remat)
+    return decoder.prepare(self._params(self.dec), c, memory_BxSxD, src_len_B, finals)
 
   def decode_step(self, carry: dict, y_B, memory: dict) -> tuple[dict, jax.Array, jax.Array]:
     """One inference step from the previous tokens (B,): (carry, logits (B, V), attention (B, S))."""
-    carry, features_BxF, attn_BxS = decoder.step(self.dec, self.c, carry, decoder.embed(self.dec, self.c, y_B),
-                                                 memory)
-    return carry, decoder.logits(self.dec, features_BxF), attn_BxS
+    dec = self._params(self.dec)
+    carry, features_BxF, attn_BxS = decoder.step(dec, self.c, carry, decoder.embed(dec, self.c, y_B), memory)
+    return carry, decoder.logits(dec, features_BxF).astype(jnp.float32), attn_BxS
 
   def __call__(self, src_BxS, src_len_B, tgt_in_BxT, train: bool = False, tf_ratio=1.0,
                sample: bool = False) -> tuple[jax.Array, jax.Array]:
@@ -82,5 +91,7 @@ class Seq2Seq(nn.Module):
     carry, memory = self.encode(src_BxS, src_len_B, train)
     dropout_rng = self.make_rng('dropout') if train and self.c.dropout > 0 else None
     sample_rng = self.make_rng('sampling') if sample else None
-    return decoder.teacher_forced(self.dec, self.c, carry, memory, tgt_in_BxT, tf_ratio=tf_ratio,
-                                  dropout_rng=dropout_rng, sample_rng=sample_rng)
+    logits_BxTxV, attn_BxTxS = decoder.teacher_forced(self._params(self.dec), self.c, carry, memory, tgt_in_BxT,
+                                                      tf_ratio=tf_ratio, dropout_rng=dropout_rng,
+                                                      sample_rng=sample_rng)
+    return logits_BxTxV.astype(jnp.float32), attn_BxTxS

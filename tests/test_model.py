@@ -97,3 +97,31 @@ def test_dropout_only_in_training_and_keyed():
   np.testing.assert_array_equal(a, b)
   assert np.abs(np.asarray(a - plain)).max() > 1e-4
   np.testing.assert_array_equal(plain, model.apply({'params': params}, SRC, SRC_LEN, TGT_IN)[0])
+
+
+def _loss_and_grads(model, params):
+  def loss(p):
+    logits, _ = model.apply({'params': p}, SRC, SRC_LEN, TGT_IN)
+    return losses.cross_entropy(logits, TGT_OUT, WEIGHTS)[0]
+  return jax.value_and_grad(loss)(params)
+
+
+@pytest.mark.parametrize('kw', VARIANTS[:3], ids=lambda kw: '-'.join(str(v) for v in kw.values()))
+def test_remat_changes_no_number(kw):
+  model, params = make(**kw)
+  remat_model, _ = make(**kw, remat=True)
+  chex.assert_trees_all_close(_loss_and_grads(remat_model, params), _loss_and_grads(model, params), rtol=1e-6)
+
+
+@pytest.mark.parametrize('kw', VARIANTS[:3], ids=lambda kw: '-'.join(str(v) for v in kw.values()))
+def test_bfloat16_compute_keeps_float32_params_and_is_close(kw):
+  model, params = make(**kw)
+  bf16_model, _ = make(**kw, compute_dtype='bfloat16')
+  logits, _ = bf16_model.apply({'params': params}, SRC, SRC_LEN, TGT_IN)
+  assert logits.dtype == jnp.float32   # the loss is taken in float32
+  (loss16, grads16), (loss32, grads32) = _loss_and_grads(bf16_model, params), _loss_and_grads(model, params)
+  chex.assert_trees_all_equal_dtypes(grads16, params)  # gradients reach the float32 parameters
+  np.testing.assert_allclose(loss16, loss32, rtol=2e-2)
+  g16, g32 = jnp.concatenate([x.ravel() for x in jax.tree.leaves(grads16)]), \
+      jnp.concatenate([x.ravel() for x in jax.tree.leaves(grads32)])
+  assert jnp.dot(g16, g32) / (jnp.linalg.norm(g16) * jnp.linalg.norm(g32)) > 0.99  # same direction
