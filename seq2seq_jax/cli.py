@@ -7,6 +7,7 @@
   seq2seq-jax info    --workdir DIR [--step best|latest|averaged|N]
   seq2seq-jax average --workdir DIR --last K
   seq2seq-jax decode-speed --workdir DIR [--split test] [--beam K]
+  seq2seq-jax bench   --config CONFIG [--config.key=value ...] [--workdir DIR] [--steps N] [--output FILE]
 """
 
 import argparse
@@ -115,6 +116,29 @@ def _decode_speed(args, overrides):
   print(json.dumps({'split': args.split, **experiments.decode_speed(predictor, references, options)}))
 
 
+def _bench(args, overrides):
+  import jax
+  from seq2seq_jax import bench, config
+  if args.steps < 1:
+    raise Seq2SeqError(f'--steps must be at least 1, got {args.steps}')
+  cfg = config.load_config(args.config, overrides)
+  output = args.output or os.path.join(args.workdir or '.', 'bench.json')
+  if args.output and not os.path.isdir(os.path.dirname(output) or '.'):  # (a workdir is checked by bench)
+    raise Seq2SeqError(f'--output {output}: no such directory')
+  # compile_s times XLA, not loads from the on-disk cache (off if nothing has been compiled in this process yet)
+  cache = jax.config.jax_enable_compilation_cache
+  jax.config.update('jax_enable_compilation_cache', False)
+  try:
+    result = bench.bench(cfg, args.config, args.workdir, args.steps, decode=not args.no_decode,
+                         log=lambda m: print(m, file=sys.stderr, flush=True))
+  finally:
+    jax.config.update('jax_enable_compilation_cache', cache)
+  text = json.dumps(result, sort_keys=True)
+  with open(output, 'w', encoding='utf-8') as f:
+    f.write(text + '\n')
+  print(text)
+
+
 def _step_flag(p: argparse.ArgumentParser) -> None:
   p.add_argument('--step', default='best',
                  help="checkpoint: best (by the task's validation metric; default), latest, averaged, or a step")
@@ -171,6 +195,14 @@ def parser() -> argparse.ArgumentParser:
   d.add_argument('--batch-size', type=int, help="sources decoded together (default: decode.batch_size)")
   _beam_flags(d)
   _step_flag(d)
+  b = sub.add_parser('bench', help='train-step and decoding speed, FLOPs and memory of a config (one JSON line, '
+                                   'also written to --output)')
+  b.add_argument('--config', required=True, help='a Python config file with get_config()')
+  b.add_argument('--workdir', help='a trained run: decode with its best checkpoint (default: untrained '
+                                   'parameters); the output then goes to DIR/bench.json')
+  b.add_argument('--steps', type=int, default=50, help='timed training steps, after one warm-up step per shape')
+  b.add_argument('--output', metavar='FILE', help='where to write the JSON (default: bench.json, or DIR/bench.json)')
+  b.add_argument('--no-decode', action='store_true', help='skip the greedy and beam-5 decoding speed')
   return p
 
 
@@ -181,7 +213,7 @@ def _beam_flags(p: argparse.ArgumentParser) -> None:
 
 
 COMMANDS = {'train': _train, 'eval': _eval, 'predict': _predict, 'plot-attention': _plot_attention,
-            'info': _info, 'average': _average, 'decode-speed': _decode_speed}
+            'info': _info, 'average': _average, 'decode-speed': _decode_speed, 'bench': _bench}
 
 
 def enable_compilation_cache() -> None:
