@@ -18,7 +18,8 @@ def get_config():
   cfg.data.target_tokenizer = 'space'        # ARPAbet phones, stress removed
   cfg.data.max_source_len = 32
   cfg.data.max_target_len = 32
-  cfg.data.batch_size = 128
+  cfg.data.batch_size = 256
+  cfg.data.bucket_step = 2                   # 18 (S, T) shapes, 88% of positions real (step 4: 13, 84%)
   cfg.model.cell = 'gru'
   cfg.model.embed_size = 128
   cfg.model.encoder_size = 256               # per direction
@@ -27,11 +28,12 @@ def get_config():
   cfg.model.attention_size = 256
   cfg.model.style = 'bahdanau'
   cfg.model.dropout = 0.2
-  cfg.train.num_steps = 6000
-  cfg.train.learning_rate = 3e-3
+  cfg.train.num_steps = 4200
+  cfg.train.learning_rate = 4e-3
   cfg.train.warmup_steps = 200
   cfg.train.schedule = 'cosine'
-  cfg.train.eval_every = 2000
+  cfg.train.eval_every = 1400
+  cfg.train.checkpoint_every = 1400
   cfg.train.eval_examples = 1000
   cfg.decode.max_len_a, cfg.decode.max_len_b = 1.5, 5
   return cfg

@@ -80,8 +80,9 @@ def step(params, c, carry: dict, yp_BxG, memory: dict) -> tuple[dict, jax.Array,
   def attend(query_BxH):
     if c.attention == 'none':
       return jnp.zeros(memory['mask'].shape, query_BxH.dtype), memory['context']
-    return attention.SCORERS[c.attention](query_BxH, memory['keys'], memory['values'], memory['mask'],
-                                          params['attention'])
+    # Recomputed in the backward pass: storing its (B, S, A) activations for every step costs more than that.
+    scorer = jax.checkpoint(attention.SCORERS[c.attention])
+    return scorer(query_BxH, memory['keys'], memory['values'], memory['mask'], params['attention'])
 
   if c.style == 'bahdanau':
     attn_BxS, extra = attend(carry['states'][-1][0])
