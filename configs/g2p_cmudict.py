@@ -28,12 +28,12 @@ def get_config():
   cfg.model.attention_size = 256
   cfg.model.style = 'bahdanau'
   cfg.model.dropout = 0.2
-  cfg.train.num_steps = 4200
+  cfg.train.num_steps = 5400
   cfg.train.learning_rate = 4e-3
   cfg.train.warmup_steps = 200
   cfg.train.schedule = 'cosine'
-  cfg.train.eval_every = 1400
-  cfg.train.checkpoint_every = 1400
+  cfg.train.eval_every = 1800
+  cfg.train.checkpoint_every = 1800
   cfg.train.eval_examples = 1000
   cfg.decode.max_len_a, cfg.decode.max_len_b = 1.5, 5
   return cfg
