@@ -18,7 +18,7 @@ def get_config():
   cfg.data.target_tokenizer = 'space'        # ARPAbet phones, stress removed
   cfg.data.max_source_len = 32
   cfg.data.max_target_len = 32
-  cfg.data.batch_size = 256
+  cfg.data.batch_size = 128
   cfg.data.bucket_step = 2                   # 18 (S, T) shapes, 88% of positions real (step 4: 13, 84%)
   cfg.model.cell = 'gru'
   cfg.model.embed_size = 128
@@ -27,13 +27,14 @@ def get_config():
   cfg.model.attention = 'additive'
   cfg.model.attention_size = 256
   cfg.model.style = 'bahdanau'
-  cfg.model.dropout = 0.2
-  cfg.train.num_steps = 5400
-  cfg.train.learning_rate = 4e-3
+  cfg.model.dropout = 0.1
+  cfg.train.num_steps = 8800
+  cfg.train.learning_rate = 3e-3
+  cfg.train.label_smoothing = 0.1
   cfg.train.warmup_steps = 200
   cfg.train.schedule = 'cosine'
-  cfg.train.eval_every = 1800
-  cfg.train.checkpoint_every = 1800
+  cfg.train.eval_every = 2200
+  cfg.train.checkpoint_every = 2200
   cfg.train.eval_examples = 1000
   cfg.decode.max_len_a, cfg.decode.max_len_b = 1.5, 5
   return cfg
