@@ -66,12 +66,22 @@ def prepare(params, c, memory_BxSxD, lengths_B, enc_finals) -> tuple[dict, dict]
   return carry, memory
 
 
-def embed(params, c, y, emb_mask=None) -> jax.Array:
-  """Embeds target ids (any leading shape) and projects them to the first layer's gates: (..., G)."""
+TABLE_VOCAB = 1024  # decoding looks small vocabularies up in a projected (V, G) table
+
+
+def embed(params, c, y, emb_mask=None, table: bool = False) -> jax.Array:
+  """Embeds target ids (any leading shape) and projects them to the first layer's gates: (..., G).
+
+  `table` (decoding): with a small vocabulary (characters, phones) the whole vocabulary is projected and `y`
+  looked up in that (V, G) table; in a decoding loop the table is loop-invariant, so each step does a gather
+  instead of a (B, E) x (E, G) matmul. The choice depends on V only, never on the batch.
+  """
+  layer = params['layers'][0]
+  if table and emb_mask is None and c.tgt_vocab <= TABLE_VOCAB:
+    return (params['embed'] @ layer['w_in'][0, :c.embed_size] + layer['b_in'][0])[y]
   e = params['embed'][y]
   if emb_mask is not None:
     e = e * emb_mask
-  layer = params['layers'][0]
   return e @ layer['w_in'][0, :c.embed_size] + layer['b_in'][0]
 
 

@@ -58,7 +58,10 @@ def test_flops_equal_the_matmuls_of_the_jaxpr(name):
   forward = jax.make_jaxpr(lambda p: model.apply({'params': p}, *inputs)[0])(params)
   assert flops.forward(model.c, B, S, T) == _dot_flops(forward.jaxpr)
   grad = jax.make_jaxpr(jax.grad(lambda p: model.apply({'params': p}, *inputs)[0].sum()))(params)
-  assert flops.train_step(model.c, B, S, T) == _dot_flops(grad.jaxpr)  # backward = 2 x forward
+  # backward = 2 x forward, plus each step's attention scores once more: the decoder recomputes them
+  # (jax.checkpoint); the context sum is not recomputed, as the backward pass needs only its inputs
+  recomputed = T * (flops._attend(model.c, B, S) - 2 * B * S * model.c.memory_size)
+  assert flops.train_step(model.c, B, S, T) + recomputed == _dot_flops(grad.jaxpr)
 
 
 @pytest.mark.parametrize('name', sorted(MODELS))
@@ -115,7 +118,7 @@ def _run(capsys, *args) -> tuple[int, list[str], str]:
 def test_bench_command(capsys, tmp_path):
   output = str(tmp_path / 'out.json')
   code, lines, err = _run(capsys, 'bench', '--config', os.path.join(ROOT, 'configs/reverse.py'), '--steps', '6',
-                          '--output', output, *TINY)
+                          '--output', output, '--profile', str(tmp_path / 'trace'), *TINY)
   assert code == 0, err
   r = json.loads(lines[-1])
   with open(output, encoding='utf-8') as f:
@@ -134,6 +137,9 @@ def test_bench_command(capsys, tmp_path):
   assert r['share_of_peak'] == pytest.approx(r['achieved_flops_per_s'] / r['matmul_peak_flops_per_s'], abs=1e-4)
   memory = r['peak_memory']
   assert memory['rss_mib'] > 0 and len(memory['train_step']['shape']) == 3 and memory['train_step']['temp'] >= 0
+  ops = r['profile']['top_ops']
+  assert ops and all(op['ms_per_step'] > 0 and op['calls_per_step'] >= 1 for op in ops)
+  assert [op['ms_per_step'] for op in ops] == sorted((op['ms_per_step'] for op in ops), reverse=True)
   d = r['decode']
   assert d['params'] == 'untrained' and d['sources'] == 8 and 'EOS' in d['note']
   assert d['greedy_sentences_per_s'] > 0 and d['beam5_sentences_per_s'] > 0 and d['beam5']['beam'] == 5
