@@ -10,13 +10,20 @@ Tokens are the trainer's: real source symbols (without EOS) + real target symbol
 padding not counted. FLOPs are the analytic matmul count of flops.py (3 × forward per step), at the padded
 shapes (`flops_per_step`) and at each sentence's own lengths (`useful_flops_per_step`); achieved FLOP/s
 (at the median step time) are compared with the best fp32 FLOP/s of square matmuls measured in the same run.
+With `profile_dir`, five more steps run under jax.profiler (a Perfetto/TensorBoard trace) and the XLA operations
+that took the most time per step are listed.
 Memory: the process's peak RSS, and XLA's memory analysis of the train step (per device) at its largest shape.
 Decoding: greedy and beam-5 sources/s on the test split (experiments.decode_speed), with the trained
 parameters of `workdir`, or else with freshly initialised ones.
 """
 
+import collections
 import dataclasses
+import glob
+import gzip
 import importlib.metadata
+import json
+import os
 import resource
 import statistics
 import time
@@ -104,7 +111,25 @@ def _memory(compiled) -> dict:
           if hasattr(stats, f'{name}_size_in_bytes')}
 
 
-def time_training(cfg, model, examples, num_steps: int, log) -> tuple[dict, dict]:
+def top_ops(trace_dir: str, steps: int, top: int = 15) -> list[dict]:
+  """The XLA operations that took the most time per step in a profiler trace (from its perfetto JSON)."""
+  paths = sorted(glob.glob(os.path.join(trace_dir, 'plugins', 'profile', '*', 'perfetto_trace.json.gz')))
+  if not paths:
+    return []
+  with gzip.open(paths[-1], 'rt') as f:
+    events = json.load(f)
+  events = events['traceEvents'] if isinstance(events, dict) else events
+  seconds, calls = collections.Counter(), collections.Counter()
+  for e in events:  # XLA:CPU thunks; Python frames ('$...') and executor waits are not operations
+    name = e.get('name', '')
+    if e.get('ph') == 'X' and not name.startswith('$') and not name.startswith(('ThunkExecutor', 'Pjit')):
+      seconds[name] += e.get('dur', 0) / 1e6
+      calls[name] += 1
+  return [{'op': name, 'ms_per_step': round(1e3 * sec / steps, 3), 'calls_per_step': calls[name] // steps}
+          for name, sec in seconds.most_common(top)]
+
+
+def time_training(cfg, model, examples, num_steps: int, log, profile_dir: str | None = None) -> tuple[dict, dict]:
   """Warm-up and timed steps of the trainer's step; returns (results, the initial parameters on the host)."""
   state = steps_lib.init_state(model, cfg, jax.random.PRNGKey(cfg.seed), examples.batch(np.arange(1)))
   init_params = jax.device_get(state.params)
@@ -132,6 +157,14 @@ def time_training(cfg, model, examples, num_steps: int, log) -> tuple[dict, dict
       jax.block_until_ready((state, metrics))
       seconds.append(time.perf_counter() - start)
       step_metrics.append(metrics)
+  profiled = []
+  if profile_dir:  # a few more steps under the profiler (after the timing: tracing slows steps down)
+    profiled = batches[:min(5, len(batches))]
+    log(f'bench: profiling {len(profiled)} steps into {profile_dir}')
+    with jax.profiler.trace(profile_dir, create_perfetto_trace=True):
+      for batch in profiled:
+        state, metrics = dp.step(state, batch)
+        jax.block_until_ready((state, metrics))
   c = model.c
   flops_B = [flops.train_step(c, *_shape(b)) for b in batches]
   # The largest shape (by FLOPs) once more through lower/compile, for XLA's memory analysis (per device); after
@@ -153,6 +186,8 @@ def time_training(cfg, model, examples, num_steps: int, log) -> tuple[dict, dict
       'train_step_memory_mib': {'shape': list(largest), **_memory(compiled)},
       'nonfinite_steps': sum(int(dp.metrics(m)['nonfinite']) for m in step_metrics),
   }
+  if profile_dir:
+    result['profile'] = {'dir': profile_dir, 'top_ops': top_ops(profile_dir, len(profiled))}
   return result, init_params
 
 
@@ -168,7 +203,7 @@ def time_decoding(predictor, references, params: str, repeats: int) -> dict:
 
 
 def bench(cfg, config_path: str, workdir: str | None = None, num_steps: int = 50, decode: bool = True,
-          decode_repeats: int = 3, log=print) -> dict:
+          decode_repeats: int = 3, log=print, profile_dir: str | None = None) -> dict:
   """The whole benchmark of `cfg` (see the module docstring); `workdir`: a trained run to decode with."""
   devices = jax.devices()
   parallel.check_batch_size(cfg.data.batch_size, len(devices))
@@ -183,7 +218,7 @@ def bench(cfg, config_path: str, workdir: str | None = None, num_steps: int = 50
   model = Seq2Seq(ModelConfig.from_config(cfg.model, len(src_vocab), len(tgt_vocab)))
   log(f'bench: {len(examples)} training pairs, batch size {cfg.data.batch_size}, {len(devices)} '
       f'{devices[0].platform} device(s)')
-  training, init_params = time_training(cfg, model, examples, num_steps, log)
+  training, init_params = time_training(cfg, model, examples, num_steps, log, profile_dir)
   log('bench: measuring the fp32 matmul peak')
   peak = matmul_peak()
   # On CPU every (virtual) device shares the same cores; accelerators each bring their own peak.

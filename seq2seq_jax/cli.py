@@ -130,7 +130,7 @@ def _bench(args, overrides):
   jax.config.update('jax_enable_compilation_cache', False)
   try:
     result = bench.bench(cfg, args.config, args.workdir, args.steps, decode=not args.no_decode,
-                         log=lambda m: print(m, file=sys.stderr, flush=True))
+                         log=lambda m: print(m, file=sys.stderr, flush=True), profile_dir=args.profile)
   finally:
     jax.config.update('jax_enable_compilation_cache', cache)
   text = json.dumps(result, sort_keys=True)
@@ -203,6 +203,8 @@ def parser() -> argparse.ArgumentParser:
   b.add_argument('--steps', type=int, default=50, help='timed training steps, after one warm-up step per shape')
   b.add_argument('--output', metavar='FILE', help='where to write the JSON (default: bench.json, or DIR/bench.json)')
   b.add_argument('--no-decode', action='store_true', help='skip the greedy and beam-5 decoding speed')
+  b.add_argument('--profile', metavar='DIR', help='also trace 5 steps with jax.profiler into DIR and list the '
+                                                  'XLA operations that take the most time')
   return p
 
 
