@@ -1,7 +1,7 @@
 """GRU and LSTM cells as pure functions, and a length-aware scan over time.
 
-For speed, all gates share one matrix: the input-to-hidden projection of every time step is one matmul done
-before the scan (`project_inputs`), and each step does one (B, H) x (H, G) matmul for the recurrence.
+For speed, all gates share one matrix: the input-to-hidden projection of every time step is one matmul per
+direction done before the scan (in `run`), and each step does one (B, H) x (H, G) matmul for the recurrence.
 Parameters carry a leading direction axis R (1, or 2 for a bidirectional layer) so that both directions of
 a layer run in the same scan. A cell state is a tuple: GRU (h,), LSTM (h, c).
 
@@ -36,7 +36,7 @@ def zero_state(cell: str, batch_shape: tuple, hidden: int, dtype=jnp.float32) ->
 
 
 def step(cell: str, params: dict, state: tuple, xp_RxBxG: jax.Array) -> tuple:
-  """One time step for all directions; `xp` is the step's slice of `project_inputs`."""
+  """One time step for all directions; `xp` is the step's input-to-hidden projection (with b_in)."""
   h_RxBxH = state[0]
   # One plain 2-D matmul per direction: XLA:CPU runs these much faster than one batched 3-D dot.
   gh_RxBxG = jnp.stack([h_RxBxH[r] @ params['w_h'][r] for r in range(h_RxBxH.shape[0])]) + params['b_h'][:, None, :]
