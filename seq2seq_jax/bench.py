@@ -168,9 +168,9 @@ def time_training(cfg, model, examples, num_steps: int, log, profile_dir: str | 
   c = model.c
   flops_B = [flops.train_step(c, *_shape(b)) for b in batches]
   # The largest shape (by FLOPs) once more through lower/compile, for XLA's memory analysis (per device); after
-  # the timing, so this compilation is not counted there. DataParallel keeps its jitted/pmapped step in `_step`.
+  # the timing, so this compilation is not counted there.
   largest = max(by_shape, key=lambda s: flops.train_step(c, *s))
-  compiled = dp._step.lower(state, dp.shard(by_shape[largest])).compile()
+  compiled = dp.compile(state, by_shape[largest])
   total, tokens, median = sum(seconds), sum(real_tokens(b) for b in batches), statistics.median(seconds)
   result = {
       'steps': num_steps, 'timed_s': round(total, 6), 'train_tokens': tokens,
@@ -229,7 +229,7 @@ def bench(cfg, config_path: str, workdir: str | None = None, num_steps: int = 50
       'devices': {'count': len(devices), 'platform': devices[0].platform, 'kind': devices[0].device_kind},
       'batch_size': cfg.data.batch_size, 'parallel_mode': cfg.parallel.mode,
       'model': dataclasses.asdict(model.c), 'parameters': int(sum(x.size for x in jax.tree.leaves(init_params))),
-      'compute_dtype': cfg.model.get('compute_dtype', 'float32'), 'remat': cfg.model.get('remat', False),
+      'compute_dtype': cfg.model.compute_dtype, 'remat': cfg.model.remat,
       **training,
       'matmul_peak_flops_per_s': machine_peak, 'matmul_peak_by_size': peak['by_size'],
       'share_of_peak': round(training['achieved_flops_per_s'] / machine_peak, 4),

@@ -84,3 +84,7 @@ class DataParallel:
 
   def step(self, state, local_batch: dict):
     return self._step(state, self.shard(local_batch))
+
+  def compile(self, state, local_batch: dict):
+    """The step compiled ahead of time for this batch's shape (for XLA's cost and memory analyses)."""
+    return self._step.lower(state, self.shard(local_batch)).compile()
