@@ -87,6 +87,7 @@ def run(cell: str, params: dict, x_TxBxI: jax.Array, lengths_B: jax.Array, state
     state = tuple(jnp.where(m_B[None, :, None], n, s) for n, s in zip(new, state))
     return state, state[0] * m_B[None, :, None]
 
-  final, out_TxRxBxH = jax.lax.scan(jax.checkpoint(body) if remat else body, state0, (xp_TxRxBxG, mask_TxB), unroll=unroll)
+  body = jax.checkpoint(body) if remat else body
+  final, out_TxRxBxH = jax.lax.scan(body, state0, (xp_TxRxBxG, mask_TxB), unroll=unroll)
   outs = [out_TxRxBxH[:, 0], reverse_padded(out_TxRxBxH[:, 1], lengths_B)][:directions]
   return jnp.concatenate(outs, axis=-1), final

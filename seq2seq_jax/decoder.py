@@ -77,12 +77,12 @@ def embed(params, c, y, emb_mask=None, table: bool = False) -> jax.Array:
   instead of a (B, E) x (E, G) matmul. The choice depends on V only, never on the batch.
   """
   layer = params['layers'][0]
+  def project(e):
+    return e @ layer['w_in'][0, :c.embed_size] + layer['b_in'][0]
   if table and emb_mask is None and c.tgt_vocab <= TABLE_VOCAB:
-    return (params['embed'] @ layer['w_in'][0, :c.embed_size] + layer['b_in'][0])[y]
+    return project(params['embed'])[y]
   e = params['embed'][y]
-  if emb_mask is not None:
-    e = e * emb_mask
-  return e @ layer['w_in'][0, :c.embed_size] + layer['b_in'][0]
+  return project(e if emb_mask is None else e * emb_mask)
 
 
 def step(params, c, carry: dict, yp_BxG, memory: dict) -> tuple[dict, jax.Array, jax.Array]:

@@ -11,7 +11,8 @@ B batch, S source positions, T target steps; the rest as in encoder.py / decoder
               luong's combine W_c [c; s], and the output projection to the vocabulary
 Not counted: embedding gathers, elementwise gate math, softmax, loss, optimizer. A training step (forward,
 and a backward pass whose matmuls cost twice the forward's: one product for each operand's gradient) is
-taken as 3 × forward (model FLOPs: the attention that the backward pass recomputes is not counted again). tests/test_bench.py checks `forward` against XLA's own count of a loop-free forward.
+taken as 3 × forward (model FLOPs: the attention that the backward pass recomputes is not counted again).
+tests/test_bench.py checks `forward` against XLA's own count of a loop-free forward.
 """
 
 from seq2seq_jax.model import ModelConfig

@@ -82,7 +82,8 @@ class Seq2Seq(nn.Module):
   def decode_step(self, carry: dict, y_B, memory: dict) -> tuple[dict, jax.Array, jax.Array]:
     """One inference step from the previous tokens (B,): (carry, logits (B, V), attention (B, S))."""
     dec = self._params(self.dec)
-    carry, features_BxF, attn_BxS = decoder.step(dec, self.c, carry, decoder.embed(dec, self.c, y_B, table=True), memory)
+    yp_BxG = decoder.embed(dec, self.c, y_B, table=True)
+    carry, features_BxF, attn_BxS = decoder.step(dec, self.c, carry, yp_BxG, memory)
     return carry, decoder.logits(dec, features_BxF).astype(jnp.float32), attn_BxS
 
   def __call__(self, src_BxS, src_len_B, tgt_in_BxT, train: bool = False, tf_ratio=1.0,
