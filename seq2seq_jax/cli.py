@@ -20,7 +20,8 @@ from seq2seq_jax.errors import Seq2SeqError
 
 
 def _train(args, overrides):
-  from seq2seq_jax import config, distributed, train
+  from seq2seq_jax import config
+  from seq2seq_jax.training import distributed, train
   distributed.from_args(args)  # before anything else touches JAX
   cfg = config.load_config(args.config, overrides)
   result = train.train(cfg, args.workdir, log=lambda m: print(m, file=sys.stderr, flush=True))
@@ -30,20 +31,20 @@ def _train(args, overrides):
 def _decode_options(args):
   """The predictor.DecodeOptions of the decoding flags that the command has and that were given."""
   import dataclasses
-  from seq2seq_jax.predictor import DecodeOptions
+  from seq2seq_jax.decoding import DecodeOptions
   given = {f.name: getattr(args, f.name, None) for f in dataclasses.fields(DecodeOptions)}
   return DecodeOptions(**{k: v for k, v in given.items() if v is not None})
 
 
 def _eval(args, overrides):
-  from seq2seq_jax import evaluate
+  from seq2seq_jax.evaluation import evaluate
   from seq2seq_jax.data import sources
-  from seq2seq_jax.predictor import Predictor
+  from seq2seq_jax.decoding import Predictor
   options = _decode_options(args)
   predictor = Predictor.load(args.workdir, args.step)
+  from seq2seq_jax import config
   for item in overrides:  # data overrides, e.g. to evaluate on another test file
-    from seq2seq_jax import config
-    config.apply_override(predictor.cfg, item)
+    config.apply_inference_override(predictor.cfg, item, 'eval')
   if args.references:
     from seq2seq_jax.data import files
     references = files.read_references(args.references)
@@ -57,7 +58,7 @@ def _eval(args, overrides):
 
 
 def _predict(args, overrides):
-  from seq2seq_jax.predictor import Predictor
+  from seq2seq_jax.decoding import Predictor
   if overrides:
     raise Seq2SeqError(f'predict takes no config overrides: {overrides[0]}')
   options = _decode_options(args)
@@ -78,8 +79,8 @@ def _predict(args, overrides):
 
 
 def _plot_attention(args, overrides):
-  from seq2seq_jax import plotting
-  from seq2seq_jax.predictor import Predictor
+  from seq2seq_jax.evaluation import plotting
+  from seq2seq_jax.decoding import Predictor
   if overrides:
     raise Seq2SeqError(f'plot-attention takes no config overrides: {overrides[0]}')
   predictor = Predictor.load(args.workdir, args.step)
@@ -91,23 +92,23 @@ def _plot_attention(args, overrides):
 
 
 def _info(args, overrides):
-  from seq2seq_jax import experiments
+  from seq2seq_jax.tools import experiments
   if overrides:
     raise Seq2SeqError(f'info takes no config overrides: {overrides[0]}')
   print(json.dumps(experiments.info(args.workdir, args.step), sort_keys=True))
 
 
 def _average(args, overrides):
-  from seq2seq_jax import experiments
+  from seq2seq_jax.tools import experiments
   if overrides:
     raise Seq2SeqError(f'average takes no config overrides: {overrides[0]}')
   print(json.dumps(experiments.average(args.workdir, args.last), sort_keys=True))
 
 
 def _decode_speed(args, overrides):
-  from seq2seq_jax import experiments
+  from seq2seq_jax.tools import experiments
   from seq2seq_jax.data import sources
-  from seq2seq_jax.predictor import Predictor
+  from seq2seq_jax.decoding import Predictor
   if overrides:
     raise Seq2SeqError(f'decode-speed takes no config overrides: {overrides[0]}')
   options = _decode_options(args)
@@ -118,7 +119,8 @@ def _decode_speed(args, overrides):
 
 def _bench(args, overrides):
   import jax
-  from seq2seq_jax import bench, config
+  from seq2seq_jax import config
+  from seq2seq_jax.tools import bench
   if args.steps < 1:
     raise Seq2SeqError(f'--steps must be at least 1, got {args.steps}')
   cfg = config.load_config(args.config, overrides)
@@ -150,7 +152,7 @@ def parser() -> argparse.ArgumentParser:
   t = sub.add_parser('train', help='train (or resume) a model')
   t.add_argument('--config', required=True, help='a Python config file with get_config()')
   t.add_argument('--workdir', required=True)
-  from seq2seq_jax import distributed
+  from seq2seq_jax.training import distributed
   distributed.add_arguments(t)
   e = sub.add_parser('eval', help='evaluate a trained workdir; prints one JSON line')
   e.add_argument('--workdir', required=True)

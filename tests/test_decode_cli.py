@@ -6,7 +6,9 @@ import os
 import pytest
 from PIL import Image
 
-from seq2seq_jax import cli, config, plotting, train
+from seq2seq_jax import cli, config
+from seq2seq_jax.evaluation import plotting
+from seq2seq_jax.training import train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 INPUTS = ['abcd', 'hgfe', 'abcdef']

@@ -4,9 +4,11 @@ import jax
 import numpy as np
 import pytest
 
-from seq2seq_jax import decoding
+from seq2seq_jax.decoding.fns import allowed_logits
+from seq2seq_jax.decoding.greedy import LengthRule
+from tests import decoders
 from seq2seq_jax.model import ModelConfig, Seq2Seq
-from seq2seq_jax.vocab import BOS, EOS, PAD
+from seq2seq_jax.data.vocab import BOS, EOS, PAD
 
 RULE = dict(a=1.5, b=4, cap=20)
 
@@ -37,14 +39,14 @@ SENTENCES = [[4, 5, 6, 7, 8, 9], [5, 6], [11, 10, 4, 4], [7], [8, 9, 10, 11, 4, 
 
 def _decode(model, params, sentences, pad_to=None):
   src, src_len = _batch(sentences, pad_to)
-  out = jax.tree.map(np.asarray, decoding.jitted_greedy(model, **RULE)(params, src, src_len))
+  out = decoders.greedy(model, params, src, src_len, **RULE)
   return [out['tokens'][i, :out['lengths'][i]].tolist() for i in range(len(sentences))], out, src, src_len
 
 
 def test_greedy_stops_and_respects_limits(model_and_params):
   model, params = model_and_params
   hyps, out, _, src_len = _decode(model, params, SENTENCES)
-  limits = np.asarray(decoding.max_lengths(src_len, **RULE))
+  limits = np.asarray(LengthRule(**RULE).limits(src_len))
   for i, h in enumerate(hyps):
     assert len(h) <= limits[i]
     assert EOS not in h and PAD not in h
@@ -62,10 +64,10 @@ def test_teacher_forcing_on_own_output_reproduces_argmax(model_and_params):
   tgt_in[:, 0] = BOS
   tgt_in[:, 1:] = out['tokens'][:, :-1]
   logits, attn = model.apply({'params': params}, src, src_len, tgt_in)
-  argmax = np.asarray(jax.vmap(decoding.allowed_logits, 1, 1)(logits).argmax(-1))
+  argmax = np.asarray(jax.vmap(allowed_logits, 1, 1)(logits).argmax(-1))
   for i, h in enumerate(hyps):
     n = len(h)
-    forced_eos = n == int(decoding.max_lengths(src_len, **RULE)[i])
+    forced_eos = n == int(LengthRule(**RULE).limits(src_len)[i])
     np.testing.assert_array_equal(argmax[i, :n], h)
     if not forced_eos:
       assert argmax[i, n] == EOS

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from seq2seq_jax import cells, encoder
+from seq2seq_jax.model import cells, encoder
 
 
 def test_reverse_padded():

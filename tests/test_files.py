@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from seq2seq_jax.data import files
+from seq2seq_jax.data import files, sources
 from seq2seq_jax.data.files import Pair
 from seq2seq_jax.errors import DataError
 
@@ -63,12 +63,10 @@ def test_read_references_one_and_three_refs(tmp_path):
 
 
 def test_group_references_first_appearance_order_and_dedup():
-  pairs = [
-      Pair('b', 'x', 'f:1'), Pair('a', 'y', 'f:2'), Pair('b', 'z', 'f:3'),
-      Pair('b', 'x', 'f:4'), Pair('c', 'w', 'f:5'), Pair('a', 'y', 'f:6'),
-  ]
-  assert files.group_references(pairs) == [('b', ['x', 'z']), ('a', ['y']), ('c', ['w'])]
-  assert files.group_references([]) == []
+  pairs = [('b', 'x', 'f:1'), ('a', 'y', 'f:2'), ('b', 'z', 'f:3'), ('b', 'x', 'f:4'), ('c', 'w', 'f:5'),
+           ('a', 'y', 'f:6')]
+  assert sources.group_references(pairs) == [('b', ['x', 'z']), ('a', ['y']), ('c', ['w'])]
+  assert sources.group_references([]) == []
 
 
 def test_pair_is_frozen():

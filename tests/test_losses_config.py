@@ -3,7 +3,9 @@
 import numpy as np
 import pytest
 
-from seq2seq_jax import config, losses, steps
+from seq2seq_jax import config
+from seq2seq_jax.model import losses
+from seq2seq_jax.training import steps
 from seq2seq_jax.errors import ConfigError
 
 

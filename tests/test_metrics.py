@@ -7,7 +7,7 @@ import random
 import pytest
 import sacrebleu
 
-from seq2seq_jax import metrics
+from seq2seq_jax.evaluation import metrics
 
 
 # --- edit_distance -------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from seq2seq_jax import losses
+from seq2seq_jax.model import losses
 from seq2seq_jax.model import ModelConfig, Seq2Seq
 
 SRC = np.array([[4, 5, 6, 7, 2], [5, 6, 2, 0, 0]], np.int32)

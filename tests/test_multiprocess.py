@@ -17,7 +17,7 @@ import numpy as np
 import portpicker
 import pytest
 
-from seq2seq_jax import experiments
+from seq2seq_jax.tools import experiments
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Deterministic (no dropout, no sampling), so 1 and 2 processes see the same losses.

@@ -13,7 +13,7 @@ import sys
 import numpy as np
 import pytest
 
-from seq2seq_jax import parallel
+from seq2seq_jax import config
 from seq2seq_jax.errors import ConfigError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -93,11 +93,14 @@ def test_shard_map_gradient_traps(check):
 
 
 def test_batch_size_must_divide_by_the_devices():
-  parallel.check_batch_size(16, 8)
-  parallel.check_batch_size(12, 1)
+  cfg = config.default_config()
+  cfg.data.batch_size = 16
+  config.validate(cfg, num_devices=8)
+  cfg.data.batch_size = 12
+  config.validate(cfg, num_devices=1)
   with pytest.raises(ConfigError, match=r'data\.batch_size=12 does not divide by the 8 devices in use; '
                                         r'choose a multiple of 8'):
-    parallel.check_batch_size(12, 8)
+    config.validate(cfg, num_devices=8)
 
 
 def test_cli_refuses_a_batch_that_does_not_divide(tmp_path):

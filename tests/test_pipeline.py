@@ -4,7 +4,7 @@ import numpy as np
 
 from seq2seq_jax import config
 from seq2seq_jax.data import pipeline, synthetic
-from seq2seq_jax.vocab import BOS, EOS, PAD
+from seq2seq_jax.data.vocab import BOS, EOS, PAD
 
 
 def _examples(n=300, seed=0):

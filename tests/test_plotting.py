@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from seq2seq_jax import config, plotting
-from seq2seq_jax.predictor import Predictor
-from seq2seq_jax.vocab import Vocab
+from seq2seq_jax import config
+from seq2seq_jax.evaluation import plotting
+from seq2seq_jax.decoding.predictor import Predictor
+from seq2seq_jax.data.vocab import Vocab
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

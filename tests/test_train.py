@@ -10,9 +10,11 @@ import jax
 import numpy as np
 import pytest
 
-from seq2seq_jax import config, evaluate, train
+from seq2seq_jax import config
+from seq2seq_jax.evaluation import evaluate
+from seq2seq_jax.training import train
 from seq2seq_jax.data import sources
-from seq2seq_jax.predictor import Predictor
+from seq2seq_jax.decoding.predictor import Predictor
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

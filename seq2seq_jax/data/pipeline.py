@@ -19,7 +19,7 @@ import threading
 import grain
 import numpy as np
 
-from seq2seq_jax.vocab import BOS, EOS, PAD
+from seq2seq_jax.data.vocab import BOS, EOS, PAD
 
 
 def bucket_len(n: int, step: int) -> int:
@@ -48,6 +48,19 @@ def merge_rare_keys(keys_Nx2: np.ndarray, min_count: int = 128) -> np.ndarray:
   return target[inverse.reshape(-1)]
 
 
+def pad_sources(seqs, s_len: int, rows: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+  """Source rows (rows, s_len) int32 and their lengths: each sequence, EOS, then PAD; rows beyond the given
+  sequences (filler, up to `rows`) hold EOS alone. Lengths count EOS."""
+  rows = len(seqs) if rows is None else rows
+  src = np.full((rows, s_len), PAD, np.int32)
+  src[:, 0] = EOS
+  src_len = np.ones((rows,), np.int32)
+  for row, s in enumerate(seqs):
+    src[row, :len(s)], src[row, len(s)] = s, EOS
+    src_len[row] = len(s) + 1
+  return src, src_len
+
+
 class Examples:
   """One split as token ids: `src[i]` (without EOS) and `tgt[i]` (without BOS/EOS)."""
 
@@ -67,13 +80,13 @@ class Examples:
     s_len, t_len = self.keys[real].max(axis=0)
     idx = np.where(idx >= 0, idx, -1 - real[0])[rows]  # fillers remember which example they copy
     b = len(idx)
-    out = {'src': np.full((b, s_len), PAD, np.int32), 'src_len': np.zeros((b,), np.int32),
+    copied = np.where(idx >= 0, idx, -1 - idx)
+    src, src_len = pad_sources([self.src[i] for i in copied], s_len)
+    out = {'src': src, 'src_len': src_len,
            'tgt_in': np.full((b, t_len), PAD, np.int32), 'tgt_out': np.full((b, t_len), PAD, np.int32),
            'weights': np.zeros((b, t_len), np.float32), 'index': np.where(idx >= 0, idx, -1).astype(np.int32)}
-    for row, i in enumerate(np.where(idx >= 0, idx, -1 - idx)):
-      s, t = self.src[i], self.tgt[i]
-      out['src'][row, :len(s)], out['src'][row, len(s)] = s, EOS
-      out['src_len'][row] = len(s) + 1
+    for row, i in enumerate(copied):
+      t = self.tgt[i]
       out['tgt_in'][row, 0], out['tgt_in'][row, 1:len(t) + 1] = BOS, t
       out['tgt_out'][row, :len(t)], out['tgt_out'][row, len(t)] = t, EOS
       out['weights'][row, :len(t) + 1] = float(idx[row] >= 0)

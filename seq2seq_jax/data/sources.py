@@ -9,7 +9,7 @@ import collections
 from seq2seq_jax.data import synthetic
 from seq2seq_jax.data.pipeline import Examples
 from seq2seq_jax.errors import ConfigError, DataError
-from seq2seq_jax.vocab import Vocab
+from seq2seq_jax.data.vocab import Vocab
 
 SPLITS = ('train', 'validation', 'test')
 

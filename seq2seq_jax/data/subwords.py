@@ -12,7 +12,7 @@ import sentencepiece as spm
 from absl import logging
 
 from seq2seq_jax.errors import ConfigError, DataError
-from seq2seq_jax.vocab import BOS, EOS, PAD, SPECIALS, UNK
+from seq2seq_jax.data.vocab import BOS, EOS, PAD, SPECIALS, UNK
 
 MAX_SENTENCES = 1_000_000  # ~1 minute of training; larger corpora are subsampled evenly
 MODEL_TYPES = ('unigram', 'bpe', 'char', 'word')

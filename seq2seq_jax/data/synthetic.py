@@ -5,8 +5,6 @@ Held-out splits never contain a training source, so exact match on them measures
 
 import numpy as np
 
-from seq2seq_jax.errors import ConfigError
-
 TASKS = ('copy', 'reverse', 'sort', 'addition')
 SPLIT_SEEDS = {'train': 0, 'validation': 1, 'test': 2}
 
@@ -30,14 +28,8 @@ def _example(task: str, rng, d) -> tuple[str, str]:
 
 
 def generate(task: str, split: str, d, seed: int) -> list[tuple[str, str]]:
-  """(source, target) pairs of `split`; `d` is the config's data section (num_train, num_eval, lengths)."""
-  if task not in TASKS:
-    raise ConfigError(f'unknown task {task!r}; built-in tasks: {", ".join(TASKS)}')
-  if split not in SPLIT_SEEDS:
-    raise ConfigError(f'unknown split {split!r}; splits: {", ".join(SPLIT_SEEDS)}')
-  if not 1 <= d.min_len <= d.max_len or not 1 <= d.alphabet_size <= 26:
-    raise ConfigError(f'data.min_len={d.min_len}, data.max_len={d.max_len}, data.alphabet_size='
-                      f'{d.alphabet_size}: need 1 <= min_len <= max_len and 1 <= alphabet_size <= 26')
+  """(source, target) pairs of `split`; `d` is the config's data section (num_train, num_eval, lengths),
+  checked by config.validate."""
   rng = np.random.default_rng([seed, SPLIT_SEEDS['train']])
   train = [_example(task, rng, d) for _ in range(d.num_train)]
   if split == 'train':

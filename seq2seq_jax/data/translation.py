@@ -11,41 +11,31 @@ Sentences are stripped of surrounding whitespace; a pair with an empty side is d
 
 import argparse
 import contextlib
-import os
 import re
 import sys
 
 import tensorflow_datasets as tfds
 import tensorflow_datasets.translate  # noqa: F401  (registers wmt14_translate, wmt_t2t_translate, ...)
 from absl import logging
-from google.protobuf.message import DecodeError
-from tensorflow_datasets.proto import tf_example_pb2
 
-from seq2seq_jax.data.cmudict_tfds import DATA_DIR_ENV, DEFAULT_DATA_DIR, _quiet
+from seq2seq_jax.data import tfds_utils
+from seq2seq_jax.data.tfds_utils import DATA_DIR_ENV, DEFAULT_DATA_DIR, resolve_data_dir
 from seq2seq_jax.errors import ConfigError, DataError, Seq2SeqError
 
 # The project's split -> the names a dataset may use for it, best first.
 SPLIT_NAMES = {'train': ('train',), 'validation': ('validation', 'dev', 'valid'), 'test': ('test', 'validation')}
-_CHUNK = 100_000  # records read per call: bulk reads are ~100x faster than one by one
-
-
-def resolve_data_dir(data_dir: str | None) -> str:
-  """`data_dir`, else $SEQ2SEQ_JAX_DATA_DIR, else ~/.cache/seq2seq_jax/tfds."""
-  return os.path.expanduser(data_dir or os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR)
 
 
 def prepare(name: str, data_dir: str | None = None, quiet: bool = True) -> tfds.core.DatasetBuilder:
   """The builder of `name`, prepared under `data_dir` (downloading the data on first use)."""
   data_dir = resolve_data_dir(data_dir)
-  with _quiet() if quiet else contextlib.nullcontext():
+  with tfds_utils.quiet() if quiet else contextlib.nullcontext():
     try:
       builder = tfds.builder(name, data_dir=data_dir)
     except ValueError as e:  # DatasetNotFoundError, unknown config, ...
       raise ConfigError(f'data.tfds_name={name!r}: {_first_line(e)}') from e
-    if (builder.data_path / 'dataset_info.json').exists() and builder.is_prepared():
+    if tfds_utils.is_prepared(builder, name):
       return builder
-    if builder.data_path.exists():  # tfds would reuse the half-written folder
-      raise DataError(f'{builder.data_path}: incomplete {name} folder; delete it and run again')
     logging.warning('%s is not prepared in %s: downloading it (without network this fails after minutes)',
                     name, data_dir)
     try:
@@ -103,33 +93,23 @@ def load_translation(name: str, split: str, source_key: str = '', target_key: st
     if key not in features:
       raise ConfigError(f'{option}={key!r} is not a feature of {name} (features: {", ".join(features)})')
   split_name = resolve_split(builder, split)
-  with _quiet():
-    source = builder.as_data_source(split=split_name, deserialize_method=tfds.decode.DeserializeMethod.RAW_BYTES)
+  with tfds_utils.quiet():
     pairs = []
-    for start in range(0, len(source), _CHUNK):
-      records = source.__getitems__(list(range(start, min(start + _CHUNK, len(source)))))
-      for i, record in enumerate(records, start):
-        pair = _decode(record, keys)
-        if pair is None:
-          raise DataError(f'{builder.data_path}: {split_name} example {i} is malformed; delete it and run again')
-        if pair[0] and pair[1]:
-          pairs.append(pair)
+    for i, record in tfds_utils.raw_records(builder, split_name):
+      pair = _decode(record, keys)
+      if pair is None:
+        raise DataError(f'{builder.data_path}: {split_name} example {i} is malformed; delete it and run again')
+      if pair[0] and pair[1]:
+        pairs.append(pair)
   return pairs
 
 
 def _decode(record: bytes, keys: tuple[str, str]) -> tuple[str, str] | None:
-  """The stripped texts of `keys` in one serialized tf.train.Example, parsed without TF; None if malformed."""
-  try:
-    feature = tf_example_pb2.Example.FromString(record).features.feature
-  except DecodeError:
+  """The stripped texts of `keys` in one serialized tf.train.Example; None if malformed."""
+  features = tfds_utils.bytes_features(record, keys)
+  if features is None or any(len(values) != 1 for values in features):
     return None
-  texts = []
-  for key in keys:
-    values = feature[key].bytes_list.value if key in feature else []
-    if len(values) != 1:
-      return None
-    texts.append(values[0].decode('utf-8', errors='replace').strip())
-  return texts[0], texts[1]
+  return tuple(values[0].decode('utf-8', errors='replace').strip() for values in features)
 
 
 def _first_line(error: Exception) -> str:

@@ -5,19 +5,20 @@
 
 import json
 import os
-import sys
 import time
 
 import jax
 import numpy as np
-import tqdm
 
-from seq2seq_jax import (checkpoint, config as config_lib, evaluate, parallel, plotting, steps,
-                         workdir as workdir_lib, writers)
+from seq2seq_jax import config as config_lib
 from seq2seq_jax.data import pipeline, sources
+from seq2seq_jax.decoding import Predictor
 from seq2seq_jax.errors import CheckpointError, TrainingError
-from seq2seq_jax.model import ModelConfig, Seq2Seq
-from seq2seq_jax.predictor import Predictor
+from seq2seq_jax.evaluation import evaluate, plotting
+from seq2seq_jax.model import seq2seq
+from seq2seq_jax.runs import checkpoint, workdir as workdir_lib
+from seq2seq_jax.training import parallel, steps, writers
+from seq2seq_jax.training.progress import Progress
 
 # Keys that may differ when the same workdir is trained again (e.g. to train for longer).
 RESUMABLE_CHANGES = ('train.num_steps', 'train.log_every', 'train.eval_every', 'train.checkpoint_every',
@@ -86,7 +87,8 @@ def restore_or_init(cfg, workdir: str, model, ckpt, examples, vocabs: dict, log)
     if saved.get(key, value) != value:
       raise CheckpointError(f'{ckpt.directory}/{start}: was trained with another {key.split("_")[1]} vocabulary '
                             f'than {workdir}/{key}.json holds ({saved[key]} != {value})')
-  state, data_state, _ = ckpt.restore(start, state)
+  out = ckpt.restore(start, state.params, steps.train_part(state))
+  state, data_state = steps.join(out['params'], out['train']), out['data']
   log(f'resuming from the checkpoint at step {start} in {ckpt.directory}')
   return state, data_state, start
 
@@ -95,10 +97,10 @@ def train(cfg, workdir: str, log=print) -> dict:
   """Trains (or resumes) the run in `workdir`; returns the last validation metrics."""
   check_same_run(workdir, cfg)
   devices = jax.devices()
-  parallel.check_batch_size(cfg.data.batch_size, len(devices))
+  config_lib.validate(cfg, num_devices=len(devices))
   examples, validation_pairs, src_vocab, tgt_vocab = prepare_data(cfg, workdir, log)
   vocabs = vocab_meta(src_vocab, tgt_vocab)
-  model = Seq2Seq(ModelConfig.from_config(cfg.model, len(src_vocab), len(tgt_vocab)))
+  model = seq2seq.build(cfg.model, len(src_vocab), len(tgt_vocab))
   os.makedirs(workdir, exist_ok=True)
   t = cfg.train
   metric_name, mode = config_lib.task_metric(cfg)
@@ -120,43 +122,43 @@ def train(cfg, workdir: str, log=print) -> dict:
   writer = writers.MetricWriter(workdir, enabled=jax.process_index() == 0)
   dp = parallel.DataParallel(model, cfg)
   state = dp.replicate(state)
-  bar = tqdm.tqdm(total=t.num_steps, initial=start, unit='step', disable=jax.process_index() != 0,
-                  dynamic_ncols=True)
+  progress = Progress(t.num_steps, start, enabled=jax.process_index() == 0)
   pending, clock, last_eval, eval_step = [], time.perf_counter(), {}, None
   best = _best_so_far(workdir, metric_name)
-  for step in range(start + 1, t.num_steps + 1):
-    batch = next(data_iter)  # every process follows the same batch plan and builds only its own rows
-    batch.pop('index')
-    state, m = dp.step(state, batch)
-    pending.append(m)
-    if step % t.log_every == 0 or step == t.num_steps:
-      jax.block_until_ready(pending[-1])  # the clock must see the device's work, not its dispatch
-      logged = _log_train([dp.metrics(m) for m in pending], step, time.perf_counter() - clock, t.on_nonfinite)
-      writer.write(step, 'train', logged)
-      bar.set_postfix(loss=f'{logged["loss"]:.4f}', tok_s=f'{logged["tokens_per_s"]:,.0f}')
-      bar.update(len(pending))
-      pending, clock = [], time.perf_counter()
-    if step % t.eval_every == 0 or step == t.num_steps:
-      predictor = Predictor(cfg, dp.unreplicate(state).params, src_vocab, tgt_vocab)
-      last_eval, eval_step = evaluate.evaluate(predictor, validation_pairs, t.eval_examples), step
-      value = last_eval[metric_name]
-      if best is None or (value < best[1] if mode == 'min' else value > best[1]):
-        best = (step, value)
-      last_eval.update({f'best_{metric_name}': best[1], 'best_step': best[0]})
-      writer.write(step, 'validation', last_eval)
-      if t.attention_plots and jax.process_index() == 0:
-        sources_to_plot = [s for s, _ in sources.group_references(validation_pairs)[:t.attention_plots]]
-        plotting.write_attention_pngs(predictor, sources_to_plot, workdir_lib.path(workdir, 'attention'),
-                                      f'step-{step}')
-      bar.write(f'step {step}: validation ' + ', '.join(f'{k} {v:.4g}' for k, v in last_eval.items()),
-                file=sys.stderr)
-      clock = time.perf_counter()
-    if step % t.checkpoint_every == 0 or step == t.num_steps:
-      evaluated = {'validation': last_eval} if eval_step == step else {}  # what picks the best checkpoint
-      ckpt.save(step, dp.unreplicate(state), data_iter.get_state(), {'step': step, **vocabs, **evaluated},
-                metric_name, mode)
-      clock = time.perf_counter()
-  bar.close()
+  try:
+    for step in range(start + 1, t.num_steps + 1):
+      batch = next(data_iter)  # every process follows the same batch plan and builds only its own rows
+      batch.pop('index')
+      state, m = dp.step(state, batch)
+      pending.append(m)
+      if step % t.log_every == 0 or step == t.num_steps:
+        jax.block_until_ready(pending[-1])  # the clock must see the device's work, not its dispatch
+        logged = _log_train([dp.metrics(m) for m in pending], step, time.perf_counter() - clock, t.on_nonfinite)
+        writer.write(step, 'train', logged)
+        progress.update(step, logged['loss'], logged['tokens_per_s'])
+        pending, clock = [], time.perf_counter()
+      if step % t.eval_every == 0 or step == t.num_steps:
+        predictor = Predictor(cfg, dp.unreplicate(state).params, src_vocab, tgt_vocab)
+        last_eval, eval_step = evaluate.evaluate(predictor, validation_pairs, t.eval_examples), step
+        value = last_eval[metric_name]
+        if best is None or (value < best[1] if mode == 'min' else value > best[1]):
+          best = (step, value)
+        last_eval.update({f'best_{metric_name}': best[1], 'best_step': best[0]})
+        writer.write(step, 'validation', last_eval)
+        if t.attention_plots and jax.process_index() == 0:
+          sources_to_plot = [s for s, _ in sources.group_references(validation_pairs)[:t.attention_plots]]
+          plotting.write_attention_pngs(predictor, sources_to_plot, workdir_lib.path(workdir, 'attention'),
+                                        f'step-{step}')
+        progress.write(f'step {step}: validation ' + ', '.join(f'{k} {v:.4g}' for k, v in last_eval.items()))
+        clock = time.perf_counter()
+      if step % t.checkpoint_every == 0 or step == t.num_steps:
+        evaluated = {'validation': last_eval} if eval_step == step else {}  # what picks the best checkpoint
+        host = dp.unreplicate(state)
+        ckpt.save(step, host.params, steps.train_part(host), data_iter.get_state(),
+                  {'step': step, **vocabs, **evaluated}, metric_name, mode)
+        clock = time.perf_counter()
+  finally:  # ends the bar's line: whatever is printed next starts on its own line
+    progress.close()
   writer.close()
   ckpt.close()
   log(f'process {jax.process_index()}: finished at step {t.num_steps}; parameters fingerprint '

@@ -8,21 +8,27 @@ import collections
 import functools
 
 import jax
-import numpy as np
 
-from seq2seq_jax import metrics, steps
 from seq2seq_jax.data import pipeline, sources as sources_lib
-from seq2seq_jax.predictor import DecodeOptions
+from seq2seq_jax.decoding import DecodeOptions
+from seq2seq_jax.evaluation import metrics
+from seq2seq_jax.model import losses
 
 
-@functools.lru_cache(maxsize=None)
-def _eval_step(model):
-  return jax.jit(functools.partial(steps.eval_step, model=model))
+def eval_step(params, batch: dict, *, model, axis_name=None) -> dict:
+  """Teacher-forced sums: loss, correct tokens, tokens, fully correct sequences, sequences."""
+  logits, _ = model.apply({'params': params}, batch['src'], batch['src_len'], batch['tgt_in'])
+  loss_sum, _ = losses.cross_entropy(logits, batch['tgt_out'], batch['weights'])
+  sums = {'loss_sum': loss_sum, **losses.token_counts(logits, batch['tgt_out'], batch['weights'])}
+  return jax.lax.psum(sums, axis_name) if axis_name else sums
+
+
+_jitted_eval_step = jax.jit(eval_step, static_argnames=('model', 'axis_name'))
 
 
 def teacher_forced(predictor, examples: pipeline.Examples) -> dict:
   """Loss per target token (EOS included) and token accuracy under teacher forcing."""
-  step = _eval_step(predictor.model)
+  step = functools.partial(_jitted_eval_step, model=predictor.model)
   totals = None
   for batch in pipeline.eval_batches(examples, predictor.cfg.decode.batch_size):
     batch.pop('index')

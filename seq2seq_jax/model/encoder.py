@@ -6,7 +6,7 @@ B batch, S source positions, E embedding size, H units per direction, R directio
 import jax
 import jax.numpy as jnp
 
-from seq2seq_jax import cells
+from seq2seq_jax.model import cells
 
 
 def init(rng, cell: str, vocab_size: int, embed_size: int, hidden: int, num_layers: int,

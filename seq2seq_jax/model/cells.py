@@ -1,4 +1,4 @@
-"""GRU and LSTM cells as pure functions, and a length-aware scan over time.
+"""GRU and LSTM cells as pure functions (one `Cell` entry each in `CELLS`), and a length-aware scan over time.
 
 For speed, all gates share one matrix: the input-to-hidden projection of every time step is one matmul per
 direction done before the scan (in `run`), and each step does one (B, H) x (H, G) matmul for the recurrence.
@@ -9,30 +9,63 @@ a layer run in the same scan. A cell state is a tuple: GRU (h,), LSTM (h, c).
   LSTM: i, f, g, o = x W + h U + b;  c' = σ(f) ⊙ c + σ(i) ⊙ tanh(g);  h' = σ(o) ⊙ tanh(c')
 """
 
+import dataclasses
+from typing import Callable
+
 import jax
 import jax.numpy as jnp
 
-GATES = {'gru': 3, 'lstm': 4}
+
+def _gru(xp_RxBxG, gh_RxBxG, state: tuple) -> tuple:
+  xr, xz, xn = jnp.split(xp_RxBxG, 3, axis=-1)
+  hr, hz, hn = jnp.split(gh_RxBxG, 3, axis=-1)
+  r, z = jax.nn.sigmoid(xr + hr), jax.nn.sigmoid(xz + hz)
+  n = jnp.tanh(xn + r * hn)
+  return ((1.0 - z) * n + z * state[0],)
+
+
+def _lstm(xp_RxBxG, gh_RxBxG, state: tuple) -> tuple:
+  i, f, g, o = jnp.split(xp_RxBxG + gh_RxBxG, 4, axis=-1)
+  c = jax.nn.sigmoid(f) * state[1] + jax.nn.sigmoid(i) * jnp.tanh(g)
+  return (jax.nn.sigmoid(o) * jnp.tanh(c), c)
+
+
+def _lstm_bias(b_in_RxG, hidden: int):
+  """Forget-gate bias 1: remember by default."""
+  return b_in_RxG.at[:, hidden:2 * hidden].set(1.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class Cell:
+  """One recurrent cell: `gates` blocks of H columns in the fused matrices; a state of `num_states` (B, H)
+  arrays, h first; `update(xp, gh, state) -> state` from the input and recurrent projections (biases
+  included); `init_bias(b_in, hidden)` adjusts the initial input bias."""
+  gates: int
+  num_states: int
+  update: Callable
+  init_bias: Callable = lambda b_in_RxG, hidden: b_in_RxG
+
+
+CELLS: dict[str, Cell] = {'gru': Cell(gates=3, num_states=1, update=_gru),
+                          'lstm': Cell(gates=4, num_states=2, update=_lstm, init_bias=_lstm_bias)}
 
 
 def init(rng, cell: str, in_size: int, hidden: int, directions: int = 1) -> dict:
   """Parameters of one layer: w_in (R, I, G), w_h (R, H, G), b_in (R, G), b_h (R, G); G = gates * H."""
-  g = GATES[cell] * hidden
+  gates = CELLS[cell].gates
+  g = gates * hidden
   k_in, k_h = jax.random.split(rng)
   w_in = jax.nn.initializers.glorot_uniform()(k_in, (directions, in_size, g))
   # One orthogonal block per gate keeps the recurrence well conditioned at the start.
   w_h = jax.vmap(lambda k: jnp.concatenate(
-      [jax.nn.initializers.orthogonal()(kk, (hidden, hidden)) for kk in jax.random.split(k, GATES[cell])],
+      [jax.nn.initializers.orthogonal()(kk, (hidden, hidden)) for kk in jax.random.split(k, gates)],
       axis=1))(jax.random.split(k_h, directions))
-  b_in = jnp.zeros((directions, g))
-  if cell == 'lstm':  # forget-gate bias 1: remember by default
-    b_in = b_in.at[:, hidden:2 * hidden].set(1.0)
+  b_in = CELLS[cell].init_bias(jnp.zeros((directions, g)), hidden)
   return {'w_in': w_in, 'w_h': w_h, 'b_in': b_in, 'b_h': jnp.zeros((directions, g))}
 
 
 def zero_state(cell: str, batch_shape: tuple, hidden: int, dtype=jnp.float32) -> tuple:
-  h = jnp.zeros(batch_shape + (hidden,), dtype)
-  return (h,) if cell == 'gru' else (h, h)
+  return (jnp.zeros(batch_shape + (hidden,), dtype),) * CELLS[cell].num_states
 
 
 def step(cell: str, params: dict, state: tuple, xp_RxBxG: jax.Array) -> tuple:
@@ -40,15 +73,7 @@ def step(cell: str, params: dict, state: tuple, xp_RxBxG: jax.Array) -> tuple:
   h_RxBxH = state[0]
   # One plain 2-D matmul per direction: XLA:CPU runs these much faster than one batched 3-D dot.
   gh_RxBxG = jnp.stack([h_RxBxH[r] @ params['w_h'][r] for r in range(h_RxBxH.shape[0])]) + params['b_h'][:, None, :]
-  if cell == 'gru':
-    xr, xz, xn = jnp.split(xp_RxBxG, 3, axis=-1)
-    hr, hz, hn = jnp.split(gh_RxBxG, 3, axis=-1)
-    r, z = jax.nn.sigmoid(xr + hr), jax.nn.sigmoid(xz + hz)
-    n = jnp.tanh(xn + r * hn)
-    return ((1.0 - z) * n + z * h_RxBxH,)
-  i, f, g, o = jnp.split(xp_RxBxG + gh_RxBxG, 4, axis=-1)
-  c = jax.nn.sigmoid(f) * state[1] + jax.nn.sigmoid(i) * jnp.tanh(g)
-  return (jax.nn.sigmoid(o) * jnp.tanh(c), c)
+  return CELLS[cell].update(xp_RxBxG, gh_RxBxG, state)
 
 
 @jax.custom_vjp

@@ -32,10 +32,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from seq2seq_jax import experiments, flops, parallel, steps as steps_lib, workdir as workdir_lib
+from seq2seq_jax import config as config_lib
 from seq2seq_jax.data import pipeline, sources
-from seq2seq_jax.model import ModelConfig, Seq2Seq
-from seq2seq_jax.predictor import DecodeOptions, Predictor
+from seq2seq_jax.decoding import DecodeOptions, Predictor
+from seq2seq_jax.model import flops, seq2seq
+from seq2seq_jax.runs import workdir as workdir_lib
+from seq2seq_jax.tools import experiments
+from seq2seq_jax.training import parallel, steps as steps_lib
 
 MIB = 2.0 ** 20
 BACKEND_COMPILE_EVENT = '/jax/core/compile/backend_compile_duration'  # jax._src.dispatch.BACKEND_COMPILE_EVENT
@@ -206,7 +209,7 @@ def bench(cfg, config_path: str, workdir: str | None = None, num_steps: int = 50
           decode_repeats: int = 3, log=print, profile_dir: str | None = None) -> dict:
   """The whole benchmark of `cfg` (see the module docstring); `workdir`: a trained run to decode with."""
   devices = jax.devices()
-  parallel.check_batch_size(cfg.data.batch_size, len(devices))
+  config_lib.validate(cfg, num_devices=len(devices))
   predictor = None
   if workdir is not None:  # a missing or broken workdir fails before anything is timed
     workdir_lib.load_config(workdir)
@@ -215,7 +218,7 @@ def bench(cfg, config_path: str, workdir: str | None = None, num_steps: int = 50
   src_vocab, tgt_vocab = (workdir_lib.load_vocabs(workdir) if workdir is not None
                           else sources.build_vocabs(cfg, train_pairs))
   examples, _, _ = sources.encode(cfg, train_pairs, src_vocab, tgt_vocab)
-  model = Seq2Seq(ModelConfig.from_config(cfg.model, len(src_vocab), len(tgt_vocab)))
+  model = seq2seq.build(cfg.model, len(src_vocab), len(tgt_vocab))
   log(f'bench: {len(examples)} training pairs, batch size {cfg.data.batch_size}, {len(devices)} '
       f'{devices[0].platform} device(s)')
   training, init_params = time_training(cfg, model, examples, num_steps, log, profile_dir)

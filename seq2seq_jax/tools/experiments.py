@@ -9,48 +9,51 @@ import time
 
 import jax
 
-from seq2seq_jax import checkpoint, config as config_lib, workdir as workdir_lib
+from seq2seq_jax import config as config_lib
 from seq2seq_jax.errors import CheckpointError
+from seq2seq_jax.runs import checkpoint, workdir as workdir_lib
 
 
 def info(workdir: str, step: str = 'best') -> dict:
   """Step, parameter count, fingerprint, best metric so far, saved steps and the config of a checkpoint."""
-  cfg, vocabs, _, like, ckpt, chosen = workdir_lib.open_run(workdir, step)
-  state, _, meta = ckpt.restore(chosen, like)
-  metric, mode = config_lib.task_metric(cfg)
+  run = workdir_lib.open_run(workdir, step)
+  metric, mode = config_lib.task_metric(run.cfg)
   main = checkpoint.Checkpointer(workdir, read_only=True)
-  best = main.best_step(metric, mode)
-  out = {'workdir': workdir, 'step': int(state.step), 'checkpoint': f'{ckpt.directory}/{chosen}',
-         'parameters': int(sum(x.size for x in jax.tree.leaves(state.params))),
-         'fingerprint': checkpoint.fingerprint(state.params), 'saved_steps': main.all_steps(),
-         'metric': metric, 'validation': meta.get('validation', {}),
-         'best': {'step': best, metric: main.meta(best)['validation'][metric]} if best is not None else None,
-         'vocab_source': vocabs[0].fingerprint(), 'vocab_target': vocabs[1].fingerprint(),
-         'averaged_from': meta.get('averaged_from'), 'config': cfg.to_dict()}
-  ckpt.close()
-  main.close()
-  return out
+  try:
+    best = main.best_step(metric, mode)
+    return {'workdir': workdir, 'step': run.step, 'checkpoint': run.checkpoint,
+            'parameters': int(sum(x.size for x in jax.tree.leaves(run.params))),
+            'fingerprint': checkpoint.fingerprint(run.params), 'saved_steps': main.all_steps(),
+            'metric': metric, 'validation': run.meta.get('validation', {}),
+            'best': {'step': best, metric: main.meta(best)['validation'][metric]} if best is not None else None,
+            'vocab_source': run.src_vocab.fingerprint(), 'vocab_target': run.tgt_vocab.fingerprint(),
+            'averaged_from': run.meta.get('averaged_from'), 'config': run.cfg.to_dict()}
+  finally:
+    main.close()
 
 
 def average(workdir: str, last: int) -> dict:
   """Averages the parameters of the last `last` checkpoints into DIR/averaged/<newest step>."""
-  cfg, vocabs, _, like, ckpt, newest = workdir_lib.open_run(workdir, 'latest')
+  run = workdir_lib.open_run(workdir, 'latest')
+  ckpt = checkpoint.Checkpointer(workdir, read_only=True)
   steps_saved = ckpt.all_steps()
   if last < 1 or last > len(steps_saved):
+    ckpt.close()
     raise CheckpointError(f'{workdir}: --last {last} but {len(steps_saved)} checkpoint(s) are kept '
                           f'({", ".join(map(str, steps_saved))}); raise train.keep_checkpoints to keep more')
   chosen = steps_saved[-last:]
-  states = [ckpt.restore(s, like)[0] for s in chosen]
-  ckpt.close()
-  newest_state = states[-1]
-  averaged = newest_state.replace(params=checkpoint.average_params(states))
+  try:
+    params = [ckpt.restore(s, run.params)['params'] for s in chosen]
+  finally:
+    ckpt.close()
+  averaged = checkpoint.average_params(params)
   out = checkpoint.Checkpointer(workdir, folder='averaged', keep=1)
-  meta = {'step': newest, 'averaged_from': chosen, 'vocab_source': vocabs[0].fingerprint(),
-          'vocab_target': vocabs[1].fingerprint()}
-  out.save(newest, averaged, {}, meta)
+  meta = {'step': run.step, 'averaged_from': chosen, 'vocab_source': run.src_vocab.fingerprint(),
+          'vocab_target': run.tgt_vocab.fingerprint()}
+  out.save(run.step, averaged, meta=meta)
   out.close()
-  return {'workdir': workdir, 'averaged_from': chosen, 'saved_as': f'{out.directory}/{newest}',
-          'fingerprint': checkpoint.fingerprint(averaged.params)}
+  return {'workdir': workdir, 'averaged_from': chosen, 'saved_as': f'{out.directory}/{run.step}',
+          'fingerprint': checkpoint.fingerprint(averaged)}
 
 
 def decode_speed(predictor, references: list[tuple[str, list[str]]], options, repeats: int = 3) -> dict:
@@ -58,7 +61,7 @@ def decode_speed(predictor, references: list[tuple[str, list[str]]], options, re
 
   Returns sources per second (median of `repeats` timed passes) with PER/WER of the decoded output.
   """
-  from seq2seq_jax import evaluate
+  from seq2seq_jax.evaluation import evaluate
   ids = evaluate.source_ids(predictor, references)
   start = time.perf_counter()
   results = predictor.decode_ids(ids, options)

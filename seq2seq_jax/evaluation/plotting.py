@@ -14,7 +14,7 @@ from typing import Sequence
 
 import numpy as np
 
-from seq2seq_jax.vocab import EOS, SPECIALS
+from seq2seq_jax.data.vocab import EOS, SPECIALS
 
 DPI = 100
 CELL_IN = 0.3          # inches per token

@@ -9,19 +9,21 @@
   DIR/tensorboard/         TensorBoard event files
 """
 
+import dataclasses
 import importlib.metadata
 import json
 import os
 import subprocess
 import time
+from typing import Any
 
-import jax
 import ml_collections
 
-from seq2seq_jax import checkpoint, config as config_lib, steps
+from seq2seq_jax import config as config_lib
+from seq2seq_jax.data.vocab import Vocab
 from seq2seq_jax.errors import CheckpointError
-from seq2seq_jax.model import ModelConfig, Seq2Seq
-from seq2seq_jax.vocab import Vocab
+from seq2seq_jax.model import seq2seq
+from seq2seq_jax.runs import checkpoint
 
 
 def path(workdir: str, name: str) -> str:
@@ -107,27 +109,40 @@ def record_run_info(workdir: str, step: int) -> None:
   write_atomic(filename, json.dumps(runs, indent=1) + '\n')
 
 
-def abstract_state(cfg, src_vocab, tgt_vocab):
-  """Shapes and dtypes of the run's TrainState, without computing anything."""
-  model = Seq2Seq(ModelConfig.from_config(cfg.model, len(src_vocab), len(tgt_vocab)))
-  batch = {'src': jax.ShapeDtypeStruct((1, 2), 'int32'), 'src_len': jax.ShapeDtypeStruct((1,), 'int32'),
-           'tgt_in': jax.ShapeDtypeStruct((1, 1), 'int32')}
-  return model, jax.eval_shape(lambda b: steps.init_state(model, cfg, jax.random.PRNGKey(0), b), batch)
+@dataclasses.dataclass(frozen=True)
+class Run:
+  """One checkpoint of a workdir, opened for inference: config, vocabularies, model and its parameters."""
+  workdir: str
+  cfg: ml_collections.ConfigDict
+  src_vocab: Vocab
+  tgt_vocab: Vocab
+  model: seq2seq.Seq2Seq
+  step: int              # the checkpoint's step
+  checkpoint: str        # its directory
+  params: Any
+  meta: dict             # what was saved with it (validation metrics, vocabulary fingerprints, ...)
 
 
-def open_run(workdir: str, step: str = 'best'):
-  """The workdir's config, vocabularies, model, read-only checkpointer and the chosen step.
+def checkpointer(workdir: str, step: str | int = 'best') -> tuple[checkpoint.Checkpointer, int]:
+  """A read-only checkpointer of the workdir (or of its averaged/ folder) and the saved step that `step` names:
+  'latest', 'best' (by the task's validation metric; the latest when nothing was evaluated), a step number, or
+  'averaged' (the newest `average` result)."""
+  cfg = load_config(workdir)
+  folder = 'averaged' if step == 'averaged' else 'checkpoints'
+  ckpt = checkpoint.Checkpointer(workdir, read_only=True, folder=folder)
+  return ckpt, ckpt.resolve('latest' if step == 'averaged' else step, *config_lib.task_metric(cfg))
 
-  `step`: 'latest', 'best' (by the task's validation metric; the latest when nothing was evaluated), a step
-  number, or 'averaged' (the newest `average` result).
-  """
+
+def open_run(workdir: str, step: str | int = 'best') -> Run:
+  """The workdir's config, vocabularies, model and the parameters at `step` (see `checkpointer`); reads no
+  optimizer state."""
   cfg = load_config(workdir)
   src_vocab, tgt_vocab = load_vocabs(workdir)
-  model, like = abstract_state(cfg, src_vocab, tgt_vocab)
-  if step == 'averaged':
-    ckpt = checkpoint.Checkpointer(workdir, read_only=True, folder='averaged')
-    chosen = ckpt.resolve('latest', *config_lib.task_metric(cfg))
-  else:
-    ckpt = checkpoint.Checkpointer(workdir, read_only=True)
-    chosen = ckpt.resolve(step, *config_lib.task_metric(cfg))
-  return cfg, (src_vocab, tgt_vocab), model, like, ckpt, chosen
+  model = seq2seq.build(cfg.model, len(src_vocab), len(tgt_vocab))
+  ckpt, chosen = checkpointer(workdir, step)
+  try:
+    out = ckpt.restore(chosen, seq2seq.abstract_params(model))
+  finally:
+    ckpt.close()
+  return Run(workdir=workdir, cfg=cfg, src_vocab=src_vocab, tgt_vocab=tgt_vocab, model=model, step=chosen,
+             checkpoint=f'{ckpt.directory}/{chosen}', params=out['params'], meta=out['meta'])

@@ -3,6 +3,7 @@
 The module only owns parameters (one pytree for the encoder, one for the decoder); the math lives in the pure
 functions of `encoder.py` and `decoder.py`. Parameters are passed to `apply`:
 
+  model = build(cfg.model, len(src_vocab), len(tgt_vocab))      # the one way to make a model from a config
   params = model.init(rng, src_BxS, src_len_B, tgt_in_BxT)['params']
   logits_BxTxV, attn_BxTxS = model.apply({'params': params}, src_BxS, src_len_B, tgt_in_BxT)
   carry, memory = model.apply({'params': params}, src_BxS, src_len_B, method='encode')
@@ -17,8 +18,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from seq2seq_jax import decoder, encoder
-from seq2seq_jax.errors import ConfigError
+from seq2seq_jax.model import decoder, encoder
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,12 +48,9 @@ class ModelConfig:
 
   @classmethod
   def from_config(cls, m, src_vocab: int, tgt_vocab: int) -> 'ModelConfig':
-    c = cls(src_vocab=src_vocab, tgt_vocab=tgt_vocab, **{f.name: m[f.name] for f in dataclasses.fields(cls)
-                                                           if f.name not in ('src_vocab', 'tgt_vocab')})
-    if c.attention in ('dot', 'scaled_dot') and c.decoder_size != c.memory_size:
-      raise ConfigError(f'model.attention={c.attention!r} needs decoder_size == encoder output size '
-                        f'({c.decoder_size} != {c.memory_size}); use attention=general or change the sizes')
-    return c
+    """From a (validated, see config.validate) `cfg.model` section and the vocabulary sizes."""
+    return cls(src_vocab=src_vocab, tgt_vocab=tgt_vocab, **{f.name: m[f.name] for f in dataclasses.fields(cls)
+                                                            if f.name not in ('src_vocab', 'tgt_vocab')})
 
 
 class Seq2Seq(nn.Module):
@@ -96,3 +93,14 @@ class Seq2Seq(nn.Module):
                                                       tf_ratio=tf_ratio, dropout_rng=dropout_rng,
                                                       sample_rng=sample_rng)
     return logits_BxTxV.astype(jnp.float32), attn_BxTxS
+
+
+def build(m, src_vocab: int, tgt_vocab: int) -> Seq2Seq:
+  """The model of a config's `model` section for vocabularies of these sizes."""
+  return Seq2Seq(ModelConfig.from_config(m, src_vocab, tgt_vocab))
+
+
+def abstract_params(model: Seq2Seq):
+  """Shapes and dtypes of the model's parameters (jax.ShapeDtypeStruct leaves), computing nothing."""
+  return jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), jnp.ones((1, 2), jnp.int32),
+                                           jnp.ones((1,), jnp.int32), jnp.ones((1, 1), jnp.int32)))['params']

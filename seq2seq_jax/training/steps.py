@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from seq2seq_jax import losses
+from seq2seq_jax.model import losses
 
 
 @flax.struct.dataclass
@@ -21,6 +21,16 @@ class TrainState:
   params: Any
   opt_state: Any
   rng: jax.Array
+
+
+def train_part(state: TrainState) -> dict:
+  """What a checkpoint keeps beside the parameters: the rest of the train state."""
+  return {'step': state.step, 'opt_state': state.opt_state, 'rng': state.rng}
+
+
+def join(params, train: dict) -> TrainState:
+  """The train state from parameters and `train_part`."""
+  return TrainState(params=params, **train)
 
 
 def learning_rate(t) -> optax.Schedule:
@@ -106,11 +116,3 @@ def train_step(state: TrainState, batch: dict, *, model, cfg, axis_name=None, re
              'src_tokens': _psum(((batch['src_len'] - 1) * real_B).sum(), axis_name),  # without EOS
              'tf_ratio': teacher_forcing_ratio(t, state.step), 'lr': learning_rate(t)(state.step), **counts}
   return new_state, metrics
-
-
-def eval_step(params, batch: dict, *, model, axis_name=None) -> dict:
-  """Teacher-forced sums: loss, correct tokens, tokens, fully correct sequences, sequences."""
-  logits, _ = model.apply({'params': params}, batch['src'], batch['src_len'], batch['tgt_in'])
-  loss_sum, _ = losses.cross_entropy(logits, batch['tgt_out'], batch['weights'])
-  return _psum({'loss_sum': loss_sum, **losses.token_counts(logits, batch['tgt_out'], batch['weights'])},
-               axis_name)

@@ -3,49 +3,107 @@
 B batch, S source positions, T target steps, E embedding size, H decoder units, D encoder output size,
 G gate width of the first decoder layer, F output feature size, V target vocabulary.
 
-Styles (`c` is the model's `ModelConfig`):
+Styles (one `Style` entry each in `STYLES`; `c` is the model's `ModelConfig`):
   bahdanau  c_t = attend(s_{t-1});  s_t = cell(s_{t-1}, [e(y_{t-1}); c_t]);  features [s_t; c_t]
   luong     s_t = cell(s_{t-1}, [e(y_{t-1}); h̃_{t-1}]);  c_t = attend(s_t);  h̃_t = tanh(W_c [c_t; s_t])
             (input feeding: h̃_{t-1} is fed back; without it the input is e(y_{t-1}) alone)
-  none      c = the encoder's final state at every step;  s_t = cell(s_{t-1}, [e(y_{t-1}); c])
-Logits are `features @ W_out + b_out`.
+With attention 'none' the context is the encoder's final state at every step.
+Logits are `features @ W_out + b_out`. The carry is {'states': per layer the cell state, 'feed': luong's
+h̃_{t-1}, 'attention': the attention kind's per-step state}.
 """
+
+import dataclasses
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
 
-from seq2seq_jax import attention, cells
-from seq2seq_jax.encoder import dropout
+from seq2seq_jax.model import attention, cells
+from seq2seq_jax.model.encoder import dropout
 
 
-def _extra_size(c) -> int:
-  """Size of what the first layer reads beside the embedding."""
-  if c.style == 'luong':
-    return c.decoder_size if c.input_feeding else 0
-  return c.memory_size
+def _mm(m: int, k: int, n: int) -> int:
+  return 2 * m * k * n
+
+
+def _bahdanau_before(params, c, carry, attend):
+  """Attends with s_{t-1}; the context is the first layer's extra input."""
+  del params, c
+  attn_BxS, ctx_BxD = attend(carry['states'][-1][0])
+  return ctx_BxD, attn_BxS
+
+
+def _bahdanau_after(params, c, carry, s_BxH, extra_BxD, attn_BxS, attend):
+  del params, c, attend
+  return jnp.concatenate([s_BxH, extra_BxD], -1), carry['feed'], attn_BxS
+
+
+def _luong_before(params, c, carry, attend):
+  """Reads the previous attentional vector (input feeding), attends later with s_t."""
+  del params, attend
+  return (carry['feed'] if c.input_feeding else None), None
+
+
+def _luong_after(params, c, carry, s_BxH, extra, pending, attend):
+  del c, carry, extra, pending
+  attn_BxS, ctx_BxD = attend(s_BxH)
+  features_BxF = jnp.tanh(jnp.concatenate([ctx_BxD, s_BxH], -1) @ params['combine_w'] + params['combine_b'])
+  return features_BxF, features_BxF, attn_BxS
+
+
+def _luong_init(rng, c) -> dict:
+  h = c.decoder_size
+  return {'combine_w': jax.nn.initializers.glorot_uniform()(rng, (c.memory_size + h, h)),
+          'combine_b': jnp.zeros((h,))}
+
+
+@dataclasses.dataclass(frozen=True)
+class Style:
+  """One decoder style. `extra_size(c)`: what the first layer reads beside the embedding; `feature_size(c)`:
+  the output features' size; `init(rng, c)`: the style's own parameters; `before(params, c, carry, attend)
+  -> (extra or None, pending)` runs before the cells, `after(params, c, carry, s, extra, pending, attend)
+  -> (features, feed, attention weights)` after them, each calling `attend(query) -> (weights, context)`
+  at most once between them; `flops_step(c, batch)`: its own matmul FLOPs per step; `needs_attention`:
+  it cannot run with attention 'none'."""
+  extra_size: Callable[..., int]
+  feature_size: Callable[..., int]
+  before: Callable
+  after: Callable
+  init: Callable[..., dict] = lambda rng, c: {}
+  flops_step: Callable[..., int] = lambda c, batch: 0
+  needs_attention: bool = False
+
+
+STYLES: dict[str, Style] = {
+    'bahdanau': Style(extra_size=lambda c: c.memory_size, feature_size=lambda c: c.decoder_size + c.memory_size,
+                      before=_bahdanau_before, after=_bahdanau_after),
+    'luong': Style(extra_size=lambda c: c.decoder_size if c.input_feeding else 0,
+                   feature_size=lambda c: c.decoder_size, before=_luong_before, after=_luong_after,
+                   init=_luong_init, needs_attention=True,
+                   flops_step=lambda c, batch: _mm(batch, c.memory_size + c.decoder_size, c.decoder_size)),
+}
 
 
 def feature_size(c) -> int:
-  return c.decoder_size if c.style == 'luong' else c.decoder_size + c.memory_size
+  return STYLES[c.style].feature_size(c)
 
 
 def init(rng, c) -> dict:
   k = iter(jax.random.split(rng, 2 * c.num_layers + 6))
   glorot = jax.nn.initializers.glorot_uniform()
-  h = c.decoder_size
-  layers = [cells.init(next(k), c.cell, c.embed_size + _extra_size(c) if i == 0 else h, h)
+  h, style = c.decoder_size, STYLES[c.style]
+  layers = [cells.init(next(k), c.cell, c.embed_size + style.extra_size(c) if i == 0 else h, h)
             for i in range(c.num_layers)]
+  # Initial states from the encoder's final ones: h through tanh, an LSTM's c linearly.
   bridge = [{'w_h': glorot(next(k), (c.memory_size, h)), 'b_h': jnp.zeros((h,)),
              'w_c': glorot(next(k), (c.memory_size, h)), 'b_c': jnp.zeros((h,))} for _ in range(c.num_layers)]
-  if c.cell == 'gru':
+  if cells.CELLS[c.cell].num_states == 1:
     bridge = [{'w_h': b['w_h'], 'b_h': b['b_h']} for b in bridge]
   params = {'embed': jax.random.normal(next(k), (c.tgt_vocab, c.embed_size)) * c.embed_size ** -0.5,
             'layers': layers, 'bridge': bridge,
-            'attention': attention.init(next(k), c.attention, h, c.memory_size, c.attention_size),
+            'attention': attention.KINDS[c.attention].init(next(k), h, c.memory_size, c.attention_size),
             'out_w': glorot(next(k), (feature_size(c), c.tgt_vocab)), 'out_b': jnp.zeros((c.tgt_vocab,))}
-  if c.style == 'luong':
-    params['combine_w'] = glorot(next(k), (c.memory_size + h, h))
-    params['combine_b'] = jnp.zeros((h,))
+  params.update(style.init(next(k), c))
   return params
 
 
@@ -56,12 +114,13 @@ def prepare(params, c, memory_BxSxD, lengths_B, enc_finals) -> tuple[dict, dict]
   states = []
   for final, b in zip(enc_finals, params['bridge']):
     h0 = jnp.tanh(both_directions(final[0]) @ b['w_h'] + b['b_h'])
-    states.append((h0,) if c.cell == 'gru' else (h0, both_directions(final[1]) @ b['w_c'] + b['b_c']))
+    states.append((h0,) if len(final) == 1 else (h0, both_directions(final[1]) @ b['w_c'] + b['b_c']))
   batch = memory_BxSxD.shape[0]
-  carry = {'states': states, 'feed': jnp.zeros((batch, c.decoder_size), memory_BxSxD.dtype)}
-  memory = {'values': memory_BxSxD,
-            'keys': attention.project_keys(c.attention, params['attention'], memory_BxSxD),
-            'mask': jnp.arange(memory_BxSxD.shape[1])[None, :] < lengths_B[:, None],
+  kind = attention.KINDS[c.attention]
+  mask_BxS = jnp.arange(memory_BxSxD.shape[1])[None, :] < lengths_B[:, None]
+  carry = {'states': states, 'feed': jnp.zeros((batch, c.decoder_size), memory_BxSxD.dtype),
+           'attention': kind.init_state(mask_BxS)}
+  memory = {'values': memory_BxSxD, 'keys': kind.keys(params['attention'], memory_BxSxD), 'mask': mask_BxS,
             'context': both_directions(enc_finals[-1][0])}
   return carry, memory
 
@@ -85,19 +144,24 @@ def embed(params, c, y, emb_mask=None, table: bool = False) -> jax.Array:
   return project(e if emb_mask is None else e * emb_mask)
 
 
+def _weights_and_context(kind, query_BxH, keys, values_BxSxD, mask_BxS, params, state):
+  weights_BxS = kind.weights(params, query_BxH, keys, mask_BxS, state)
+  return weights_BxS, attention.context(weights_BxS, values_BxSxD)
+
+
 def step(params, c, carry: dict, yp_BxG, memory: dict) -> tuple[dict, jax.Array, jax.Array]:
   """One decoder step from the embedded previous token. Returns (carry, features (B, F), attention (B, S))."""
+  kind, style = attention.KINDS[c.attention], STYLES[c.style]
+
   def attend(query_BxH):
-    if c.attention == 'none':
+    if kind.weights is None:
       return jnp.zeros(memory['mask'].shape, query_BxH.dtype), memory['context']
     # Recomputed in the backward pass: storing its (B, S, A) activations for every step costs more than that.
-    scorer = jax.checkpoint(attention.SCORERS[c.attention])
-    return scorer(query_BxH, memory['keys'], memory['values'], memory['mask'], params['attention'])
+    scorer = jax.checkpoint(lambda *args: _weights_and_context(kind, *args))
+    return scorer(query_BxH, memory['keys'], memory['values'], memory['mask'], params['attention'],
+                  carry['attention'])
 
-  if c.style == 'bahdanau':
-    attn_BxS, extra = attend(carry['states'][-1][0])
-  else:
-    extra = carry['feed'] if c.input_feeding else None
+  extra, pending = style.before(params, c, carry, attend)
   xp_BxG = yp_BxG
   if extra is not None:
     xp_BxG = xp_BxG + extra @ params['layers'][0]['w_in'][0, c.embed_size:]
@@ -107,19 +171,13 @@ def step(params, c, carry: dict, yp_BxG, memory: dict) -> tuple[dict, jax.Array,
       xp_BxG = states[-1][0] @ layer['w_in'][0] + layer['b_in'][0]
     new = cells.step(c.cell, layer, tuple(s[None] for s in state), xp_BxG[None])
     states.append(tuple(s[0] for s in new))
-  s_BxH = states[-1][0]
-  if c.style == 'luong':
-    attn_BxS, ctx_BxD = attend(s_BxH)
-    features_BxF = jnp.tanh(jnp.concatenate([ctx_BxD, s_BxH], -1) @ params['combine_w'] + params['combine_b'])
-  else:
-    features_BxF = jnp.concatenate([s_BxH, extra], -1)
-  return {'states': states, 'feed': features_BxF if c.style == 'luong' else carry['feed']}, features_BxF, attn_BxS
+  features_BxF, feed_BxH, attn_BxS = style.after(params, c, carry, states[-1][0], extra, pending, attend)
+  carry = {'states': states, 'feed': feed_BxH, 'attention': kind.update_state(carry['attention'], attn_BxS)}
+  return carry, features_BxF, attn_BxS
 
 
 def logits(params, features):
   return features @ params['out_w'] + params['out_b']
-
-
 def teacher_forced(params, c, carry: dict, memory: dict, tgt_in_BxT, *, tf_ratio=1.0, dropout_rng=None,
                    sample_rng=None) -> tuple[jax.Array, jax.Array]:
   """Runs `step` over all target positions. Returns logits (B, T, V) and attention (B, T, S).

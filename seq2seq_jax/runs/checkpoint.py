@@ -1,8 +1,9 @@
-"""Orbax checkpoints of the train state, with the data iterator's position and run metadata beside it.
+"""Orbax checkpoints: parameters, the rest of the train state, the data iterator's position and run metadata.
 
-Each step directory holds three items: `state` (TrainState: step, params, optimizer state, PRNG key),
-`data` (the grain iterator state, JSON) and `meta` (JSON: validation metrics at that step, vocabulary
-fingerprints). Orbax writes a step into a temporary directory and renames it when complete, so a checkpoint
+Each step directory holds up to four items: `params` (the model's parameters), `train` (the rest of the
+train state: step, optimizer state, PRNG key), `data` (the grain iterator state, JSON) and `meta` (JSON:
+validation metrics at that step, vocabulary fingerprints). Inference reads `params` and `meta` only; an
+averaged checkpoint has nothing else. Orbax writes a step into a temporary directory and renames it when complete, so a checkpoint
 cut short by a crash is never listed and never loaded. Kept: the last `keep` steps plus the best one by the
 task's validation metric. Averaged parameters (`average`) go to DIR/averaged/ under the newest step averaged.
 """
@@ -16,7 +17,7 @@ import orbax.checkpoint as ocp
 
 from seq2seq_jax.errors import CheckpointError
 
-ITEMS = ('state', 'data', 'meta')
+ITEMS = ('params', 'train', 'data', 'meta')
 
 
 def fingerprint(params) -> str:
@@ -30,7 +31,7 @@ def fingerprint(params) -> str:
 
 
 class Checkpointer:
-  """Saves and restores `TrainState` pytrees in `workdir/checkpoints` (or `workdir/averaged`)."""
+  """Saves and restores parameter and train-state pytrees in `workdir/checkpoints` (or `workdir/averaged`)."""
 
   def __init__(self, workdir: str, keep: int = 3, read_only: bool = False, folder: str = 'checkpoints'):
     self.directory = os.path.abspath(os.path.join(workdir, folder))
@@ -74,11 +75,16 @@ class Checkpointer:
     raise CheckpointError(f'{self.directory}: no checkpoint at step {step!r}; saved steps: '
                           f'{", ".join(map(str, steps))}')
 
-  def save(self, step: int, state, data: dict, meta: dict, metric: str = '', mode: str = 'min') -> None:
-    """Saves `step`, then deletes what is neither among the last `keep` nor the best by `metric`."""
-    self.manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                                    data=ocp.args.JsonSave(data), meta=ocp.args.JsonSave(meta)),
-                      force=True)
+  def save(self, step: int, params, train=None, data: dict | None = None, meta: dict | None = None,
+           metric: str = '', mode: str = 'min') -> None:
+    """Saves `step` (`train` and `data` only when given), then deletes what is neither among the last `keep`
+    nor the best by `metric`."""
+    items = {'params': ocp.args.StandardSave(params), 'meta': ocp.args.JsonSave(meta or {})}
+    if train is not None:
+      items['train'] = ocp.args.StandardSave(train)
+    if data is not None:
+      items['data'] = ocp.args.JsonSave(data)
+    self.manager.save(step, args=ocp.args.Composite(**items), force=True)
     self.manager.wait_until_finished()
     steps = self.all_steps()
     keep = set(steps[-self.keep:])
@@ -89,18 +95,21 @@ class Checkpointer:
       if old not in keep:
         self.manager.delete(old)
 
-  def restore(self, step: int, like_state) -> tuple:
-    """Restores `step` into the structure, shapes and dtypes of `like_state`; returns (state, data, meta)."""
-    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like_state)
+  def restore(self, step: int, like_params, like_train=None) -> dict:
+    """Restores `step` into the structure, shapes and dtypes of `like_params` (and of `like_train` with the
+    data iterator's state when given). Returns {'params', 'meta'[, 'train', 'data']}."""
+    items = {'params': ocp.args.StandardRestore(_abstract(like_params)), 'meta': ocp.args.JsonRestore()}
+    if like_train is not None:
+      items.update(train=ocp.args.StandardRestore(_abstract(like_train)), data=ocp.args.JsonRestore())
     try:
-      out = self.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract),
-                                                               data=ocp.args.JsonRestore(),
-                                                               meta=ocp.args.JsonRestore()))
+      out = dict(self.manager.restore(step, args=ocp.args.Composite(**items)))
     except (ValueError, KeyError, TypeError) as e:
       first = next((line for line in str(e).splitlines() if line.strip()), type(e).__name__)
       raise CheckpointError(f'{self.directory}/{step}: does not fit this config ({first[:300]})') from e
-    _check_fits(out['state'], like_state, f'{self.directory}/{step}')
-    return out['state'], out['data'], out['meta']
+    _check_fits(out['params'], like_params, f'{self.directory}/{step}')
+    if like_train is not None:
+      _check_fits(out['train'], like_train, f'{self.directory}/{step}')
+    return out
 
   def close(self) -> None:
     self.manager.close()
@@ -118,7 +127,11 @@ def _check_fits(restored, like, where: str) -> None:
                             f'{np.asarray(a).dtype}{list(np.shape(a))} there, {b.dtype}{list(b.shape)} here)')
 
 
-def average_params(states: list) -> object:
-  """Element-wise mean of the `params` of several train states (float32 accumulation)."""
+def _abstract(tree):
+  return jax.tree.map(ocp.utils.to_shape_dtype_struct, tree)
+
+
+def average_params(params: list) -> object:
+  """Element-wise mean of several parameter trees (float64 accumulation)."""
   return jax.tree.map(lambda *xs: (sum(np.asarray(x, np.float64) for x in xs) / len(xs)).astype(xs[0].dtype),
-                      *[s.params for s in states])
+                      *params)

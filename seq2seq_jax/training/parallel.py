@@ -21,16 +21,9 @@ import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from seq2seq_jax import steps
-from seq2seq_jax.errors import ConfigError
+from seq2seq_jax.training import steps
 
 AXIS = 'batch'
-
-
-def check_batch_size(batch_size: int, devices: int) -> None:
-  if batch_size % devices:
-    raise ConfigError(f'data.batch_size={batch_size} does not divide by the {devices} devices in use; '
-                      f'choose a multiple of {devices}')
 
 
 def process_rows(batch_size: int) -> slice:

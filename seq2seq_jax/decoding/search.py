@@ -1,0 +1,71 @@
+"""From what the user asks for (`DecodeOptions`) to a search, and the one compiled entry point `decode`.
+
+A search is a hashable object `search(encode, step, src_BxS, src_len_B, keys_B) -> outputs with an n-best
+axis` (tokens (B, N, L), lengths (B, N), scores (B, N), attn (B, N, L, S)): `greedy.Greedy`,
+`sampling.Sample` or `beam.Beam`. Adding a decoding algorithm is one such class and one line in
+`DecodeOptions.search`. `decode` is `jax.jit` with the model's functions and the search as static arguments,
+so each (model, search, input shape) compiles once per process.
+"""
+
+import dataclasses
+import functools
+
+import jax
+
+from seq2seq_jax.decoding.beam import Beam
+from seq2seq_jax.decoding.greedy import Greedy, LengthRule
+from seq2seq_jax.decoding.sampling import Sample
+from seq2seq_jax.errors import ConfigError
+
+
+@dataclasses.dataclass(frozen=True)
+class DecodeOptions:
+  """How to decode: greedy (the default), beam search (beam > 1 or alpha != 0) or sampling (sample=True).
+
+  nbest: outputs per source (at most beam); alpha: beam search's GNMT length penalty (see beam.py);
+  temperature, top_k (None: the whole vocabulary) and seed: sampling (see sampling.py); batch_size: sources
+  decoded together (0: cfg.decode.batch_size; beam search runs batch_size * beam rows).
+  """
+  beam: int = 1
+  nbest: int = 1
+  alpha: float = 0.0
+  sample: bool = False
+  temperature: float = 1.0
+  top_k: int | None = None
+  seed: int = 0
+  batch_size: int = 0
+
+  def __post_init__(self):
+    problems = [(self.beam < 1, f'beam must be >= 1, got {self.beam}'),
+                (self.nbest < 1, f'nbest must be >= 1, got {self.nbest}'),
+                (self.nbest > self.beam, f'nbest ({self.nbest}) > beam ({self.beam}): a beam keeps at most '
+                                         f'beam hypotheses'),
+                (self.top_k is not None and self.top_k < 1, f'top-k must be >= 1, got {self.top_k}'),
+                (not self.temperature > 0, f'temperature must be > 0, got {self.temperature}'),
+                (self.batch_size < 0, f'batch size must be >= 1 (0: the config\'s), got {self.batch_size}'),
+                (self.sample and (self.beam > 1 or self.alpha != 0), 'sampling takes no beam or alpha'),
+                (not self.sample and (self.temperature != 1 or self.top_k is not None),
+                 'temperature and top-k apply to sampling only')]
+    for bad, message in problems:
+      if bad:
+        raise ConfigError(message)
+
+  def search(self, rule: LengthRule):
+    """The search object these options ask for, with the length rule `rule`."""
+    if self.sample:
+      return Sample(rule, float(self.temperature), self.top_k)
+    if self.beam > 1 or self.alpha != 0:
+      return Beam(rule, self.beam, self.nbest, float(self.alpha))
+    return Greedy(rule)
+
+
+def length_rule(decode_cfg) -> LengthRule:
+  """The config's `decode` section's length rule."""
+  return LengthRule(float(decode_cfg.max_len_a), int(decode_cfg.max_len_b), int(decode_cfg.max_len_cap))
+
+
+@functools.partial(jax.jit, static_argnames=('fns', 'search'))
+def decode(params, src_BxS, src_len_B, keys_B=None, *, fns, search) -> dict:
+  """Runs `search` over `fns.encode` / `fns.step` with `params` bound (see fns.py)."""
+  return search(functools.partial(fns.encode, params), functools.partial(fns.step, params), src_BxS, src_len_B,
+                keys_B)
