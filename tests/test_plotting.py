@@ -9,9 +9,10 @@ import pytest
 from PIL import Image
 
 from seq2seq_jax import config
-from seq2seq_jax.evaluation import plotting
-from seq2seq_jax.decoding.predictor import Predictor
 from seq2seq_jax.data.vocab import Vocab
+from seq2seq_jax.decoding import Predictor
+from seq2seq_jax.evaluation import plotting
+from seq2seq_jax.model import seq2seq
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -37,9 +38,10 @@ def test_write_attention_pngs_decodes_each_source(tmp_path):
   cfg = config.load_config(os.path.join(ROOT, 'configs/reverse.py'), [
       'model.embed_size=8', 'model.encoder_size=8', 'model.decoder_size=16', 'model.attention_size=8'])
   vocab = Vocab.build(['abcdefgh'], 'char')
-  predictor = Predictor(cfg, None, vocab, vocab)
-  predictor.params = predictor.model.init(jax.random.PRNGKey(0), np.ones((1, 3), np.int32), np.ones((1,), np.int32),
-                                          np.ones((1, 2), np.int32))['params']
+  model = seq2seq.build(cfg.model, len(vocab), len(vocab))
+  params = model.init(jax.random.PRNGKey(0), np.ones((1, 3), np.int32), np.ones((1,), np.int32),
+                      np.ones((1, 2), np.int32))['params']
+  predictor = Predictor(cfg, params, vocab, vocab)
   sources = ['abc', 'hgfedcba', 'a#']  # '#' is not in the vocabulary: read as <unk>
   paths = plotting.write_attention_pngs(predictor, sources, str(tmp_path / 'eval'), 'step100')
   assert paths == [str(tmp_path / 'eval' / f'step100-{i}.png') for i in (1, 2, 3)]
