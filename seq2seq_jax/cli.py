@@ -1,12 +1,13 @@
 """Command line: the only module that parses arguments and prints results.
 
   seq2seq-jax train   --config configs/reverse.py --workdir DIR [--config.key=value ...]
-  seq2seq-jax eval    --workdir DIR [--split test] [--references FILE] [--beam K --alpha A]
+  seq2seq-jax eval    --workdir DIR [--workdir DIR2 ...] [--split test] [--references FILE] [--beam K --alpha A]
   seq2seq-jax predict --workdir DIR [--input FILE] [--beam K --nbest N --alpha A | --sample ...] [--format jsonl]
   seq2seq-jax plot-attention --workdir DIR --output FILE.png TEXT [TEXT ...]
   seq2seq-jax info    --workdir DIR [--step best|latest|averaged|N]
   seq2seq-jax average --workdir DIR --last K
   seq2seq-jax decode-speed --workdir DIR [--split test] [--beam K]
+  seq2seq-jax export  --workdir DIR --output FILE.npz [--beam K --alpha A]
   seq2seq-jax bench   --config CONFIG [--config.key=value ...] [--workdir DIR] [--steps N] [--output FILE]
 """
 
@@ -36,13 +37,19 @@ def _decode_options(args):
   return DecodeOptions(**{k: v for k, v in given.items() if v is not None})
 
 
-def _eval(args, overrides):
-  from seq2seq_jax.evaluation import evaluate
-  from seq2seq_jax.data import sources
+def _load_predictor(args):
+  """The model of --workdir, or the ensemble of several --workdir flags (combined by --ensemble-combine)."""
   from seq2seq_jax.decoding import Predictor
-  options = _decode_options(args)
-  predictor = Predictor.load(args.workdir, args.step)
+  workdirs = args.workdir if isinstance(args.workdir, list) else [args.workdir]
+  return Predictor.load(workdirs, args.step, combine=args.ensemble_combine)
+
+
+def _eval(args, overrides):
   from seq2seq_jax import config
+  from seq2seq_jax.data import sources
+  from seq2seq_jax.evaluation import evaluate
+  options = _decode_options(args)
+  predictor = _load_predictor(args)
   for item in overrides:  # data overrides, e.g. to evaluate on another test file
     config.apply_inference_override(predictor.cfg, item, 'eval')
   if args.references:
@@ -58,11 +65,10 @@ def _eval(args, overrides):
 
 
 def _predict(args, overrides):
-  from seq2seq_jax.decoding import Predictor
   if overrides:
     raise Seq2SeqError(f'predict takes no config overrides: {overrides[0]}')
   options = _decode_options(args)
-  predictor = Predictor.load(args.workdir, args.step)
+  predictor = _load_predictor(args)
   if args.input:
     with open(args.input, encoding='utf-8') as f:
       lines, where = f.read().splitlines(), args.input
@@ -106,13 +112,12 @@ def _average(args, overrides):
 
 
 def _decode_speed(args, overrides):
-  from seq2seq_jax.tools import experiments
   from seq2seq_jax.data import sources
-  from seq2seq_jax.decoding import Predictor
+  from seq2seq_jax.tools import experiments
   if overrides:
     raise Seq2SeqError(f'decode-speed takes no config overrides: {overrides[0]}')
   options = _decode_options(args)
-  predictor = Predictor.load(args.workdir, args.step)
+  predictor = _load_predictor(args)
   references = sources.group_references(sources.load_pairs(predictor.cfg, args.split))
   print(json.dumps({'split': args.split, **experiments.decode_speed(predictor, references, options)}))
 
@@ -141,6 +146,22 @@ def _bench(args, overrides):
   print(text)
 
 
+def _export(args, overrides):
+  from seq2seq_jax.tools import export
+  if overrides:
+    raise Seq2SeqError(f'export takes no config overrides: {overrides[0]}')
+  result = export.export(args.workdir, args.output, args.step, beam=args.beam or 5, alpha=args.alpha or 0.0,
+                         log=lambda m: print(m, file=sys.stderr, flush=True))
+  print(json.dumps(result, sort_keys=True))
+
+
+def _workdirs_flag(p: argparse.ArgumentParser) -> None:
+  p.add_argument('--workdir', required=True, action='append',
+                 help='a trained run; give it several times to decode with the ensemble of the runs')
+  p.add_argument('--ensemble-combine', choices=('logprob', 'prob'), default='logprob',
+                 help="with several --workdir: average the models' log-probabilities (default) or probabilities")
+
+
 def _step_flag(p: argparse.ArgumentParser) -> None:
   p.add_argument('--step', default='best',
                  help="checkpoint: best (by the task's validation metric; default), latest, averaged, or a step")
@@ -155,13 +176,13 @@ def parser() -> argparse.ArgumentParser:
   from seq2seq_jax.training import distributed
   distributed.add_arguments(t)
   e = sub.add_parser('eval', help='evaluate a trained workdir; prints one JSON line')
-  e.add_argument('--workdir', required=True)
+  _workdirs_flag(e)
   e.add_argument('--split', default='test', choices=('train', 'validation', 'test'))
   e.add_argument('--references', help='SOURCE<TAB>REF1[<TAB>REF2...] file to score against')
   _beam_flags(e)
   _step_flag(e)
   r = sub.add_parser('predict', help='decode lines of text (stdin by default), one output line per input line')
-  r.add_argument('--workdir', required=True)
+  _workdirs_flag(r)
   r.add_argument('--input', metavar='FILE', help='input file (default: stdin)')
   _beam_flags(r)
   _step_flag(r)
@@ -192,11 +213,17 @@ def parser() -> argparse.ArgumentParser:
   v.add_argument('--workdir', required=True)
   v.add_argument('--last', type=int, required=True, help='how many of the newest checkpoints')
   d = sub.add_parser('decode-speed', help='sources/s of decoding a split (after a compiling pass), with PER/WER')
-  d.add_argument('--workdir', required=True)
+  _workdirs_flag(d)
   d.add_argument('--split', default='test', choices=('train', 'validation', 'test'))
   d.add_argument('--batch-size', type=int, help="sources decoded together (default: decode.batch_size)")
   _beam_flags(d)
   _step_flag(d)
+  x = sub.add_parser('export', help='write the greedy and beam decoders as serialised jax.export programs (.npz) '
+                                    'that run with jax and numpy only (scripts/run_exported.py)')
+  x.add_argument('--workdir', required=True)
+  x.add_argument('--output', required=True, metavar='FILE.npz')
+  _beam_flags(x)
+  _step_flag(x)
   b = sub.add_parser('bench', help='train-step and decoding speed, FLOPs and memory of a config (one JSON line, '
                                    'also written to --output)')
   b.add_argument('--config', required=True, help='a Python config file with get_config()')
@@ -217,7 +244,7 @@ def _beam_flags(p: argparse.ArgumentParser) -> None:
 
 
 COMMANDS = {'train': _train, 'eval': _eval, 'predict': _predict, 'plot-attention': _plot_attention,
-            'info': _info, 'average': _average, 'decode-speed': _decode_speed, 'bench': _bench}
+            'info': _info, 'average': _average, 'decode-speed': _decode_speed, 'export': _export, 'bench': _bench}
 
 
 def enable_compilation_cache() -> None:

@@ -5,7 +5,7 @@
   Predictor.load('workdir').predict_nbest(['hello'], options=DecodeOptions(beam=5, nbest=3, alpha=0.6))
 """
 
-from typing import Callable
+from typing import Callable, Sequence
 
 import jax
 import numpy as np
@@ -15,27 +15,53 @@ from seq2seq_jax import runs
 from seq2seq_jax.data.pipeline import bucket_len, pad_sources
 from seq2seq_jax.data.vocab import Vocab
 from seq2seq_jax.decoding import sampling, search
+from seq2seq_jax.decoding.ensemble import COMBINE, EnsembleFns
 from seq2seq_jax.decoding.fns import ModelFns
 from seq2seq_jax.decoding.search import DecodeOptions
-from seq2seq_jax.errors import DataError
+from seq2seq_jax.errors import ConfigError, DataError
 from seq2seq_jax.model import seq2seq
 
 
 class Predictor:
-  """A trained model with its vocabularies and decoding settings."""
+  """A trained model (or an ensemble of several) with its vocabularies and decoding settings.
 
-  def __init__(self, cfg, params, src_vocab: Vocab, tgt_vocab: Vocab):
+  `model` and `params` are the (first) model's; `fns` and `decode_params` are what the decoders run: the model
+  itself, or the ensemble (`ensemble.EnsembleFns` over a tuple of parameter trees). `cfg` is the (first) run's
+  config: its data and decode sections set batching, length limits and the length rule.
+  """
+
+  def __init__(self, cfg, params, src_vocab: Vocab, tgt_vocab: Vocab, fns=None, decode_params=None):
     self.cfg, self.params, self.src_vocab, self.tgt_vocab = cfg, params, src_vocab, tgt_vocab
     self.model = seq2seq.build(cfg.model, len(src_vocab), len(tgt_vocab))
-    self.fns = ModelFns(self.model)
+    self.fns = fns or ModelFns(self.model)
+    self.decode_params = params if decode_params is None else decode_params
     self._replicated = None  # (parameters on every local device, batch-split sharding), when there are several
 
+  @property
+  def is_ensemble(self) -> bool:
+    return isinstance(self.fns, EnsembleFns)
+
   @classmethod
-  def load(cls, workdir: str, step: str | int = 'best') -> 'Predictor':
+  def load(cls, workdir: str | Sequence[str], step: str | int = 'best', combine: str = 'logprob') -> 'Predictor':
     """The workdir's model at `step`: 'best' (default), 'latest', 'averaged' or a step number (parameters
-    only: no optimizer state is read)."""
-    run = runs.open_run(workdir, step)
-    return cls(run.cfg, run.params, run.src_vocab, run.tgt_vocab)
+    only: no optimizer state is read). Several workdirs: their ensemble (see ensemble.py), each at `step`,
+    combined by `combine` ('logprob' or 'prob'); they must share the source and target vocabularies."""
+    workdirs = [workdir] if isinstance(workdir, str) else list(workdir)
+    members = [runs.open_run(w, step) for w in workdirs]
+    first = members[0]
+    if len(members) == 1:
+      return cls(first.cfg, first.params, first.src_vocab, first.tgt_vocab)
+    if combine not in COMBINE:
+      raise ConfigError(f'ensemble combination {combine!r} is not one of {", ".join(COMBINE)}')
+    for run in members[1:]:
+      for side, mine, theirs in (('target', run.tgt_vocab, first.tgt_vocab),
+                                 ('source', run.src_vocab, first.src_vocab)):
+        if mine != theirs:
+          raise DataError(f'{run.workdir}: its {side} vocabulary ({mine.fingerprint()}) differs from that of '
+                          f'{first.workdir} ({theirs.fingerprint()}); an ensemble needs the same vocabularies')
+    fns = EnsembleFns(tuple(ModelFns(run.model) for run in members), combine)
+    return cls(first.cfg, first.params, first.src_vocab, first.tgt_vocab, fns=fns,
+               decode_params=tuple(run.params for run in members))
 
   def decode_ids(self, sources: list[list[int]], options: DecodeOptions | None = None) -> list[dict]:
     """Results per source (token ids without EOS), best first: {'tokens', 'attention' (len + 1, source len),
@@ -77,10 +103,11 @@ class Predictor:
     decoder then runs each device's rows there (every row's result depends on that row only)."""
     devices = jax.local_devices()
     if len(devices) == 1:
-      return self.params, inputs
+      return self.decode_params, inputs
     if self._replicated is None:
       mesh = Mesh(np.array(devices), ('batch',))
-      self._replicated = (jax.device_put(self.params, NamedSharding(mesh, P())), NamedSharding(mesh, P('batch')))
+      self._replicated = (jax.device_put(self.decode_params, NamedSharding(mesh, P())),
+                          NamedSharding(mesh, P('batch')))
     params, rows = self._replicated
     return params, tuple(jax.device_put(x, rows) for x in inputs)
 

@@ -70,13 +70,16 @@ def decoded(predictor, references: list[tuple[str, list[str]]], translation: boo
 
 def evaluate(predictor, pairs, max_items: int = 0, options: DecodeOptions | None = None) -> dict:
   """All metrics on `pairs` ((source, target, where) triples); `max_items` > 0 keeps the first sources only;
-  `options` set how the decoded metrics decode (default: greedy)."""
+  `options` set how the decoded metrics decode (default: greedy). An ensemble has decoded metrics only (its
+  teacher-forced loss is not defined here)."""
   references = sources_lib.group_references(pairs)
   if max_items:
     references = references[:max_items]
     keep = {s for s, _ in references}
     pairs = [p for p in pairs if p[0] in keep]
-  examples, _, _ = sources_lib.encode(predictor.cfg, pairs, predictor.src_vocab, predictor.tgt_vocab)
-  result = teacher_forced(predictor, examples)
+  result = {}
+  if not predictor.is_ensemble:
+    examples, _, _ = sources_lib.encode(predictor.cfg, pairs, predictor.src_vocab, predictor.tgt_vocab)
+    result = teacher_forced(predictor, examples)
   result.update(decoded(predictor, references, translation=predictor.cfg.data.task == 'tfds', options=options))
   return result
