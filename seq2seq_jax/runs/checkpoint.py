@@ -81,6 +81,14 @@ def quiet_background_errors() -> None:
   sys.unraisablehook = hook
 
 
+def human_size(n: float) -> str:
+  for unit in ('bytes', 'KiB', 'MiB', 'GiB'):
+    if n < 1024 or unit == 'GiB':
+      return f'{n:.0f} {unit}' if unit == 'bytes' else f'{n:.1f} {unit}'
+    n /= 1024
+  return ''
+
+
 def _first_line(e: BaseException) -> str:
   """The first line of the most telling message in `e`'s chain: orbax wraps tensorstore's errors (which name
   the status and the file, e.g. "OUT_OF_RANGE: Error reading ...") in one that prints a whole spec."""
@@ -105,10 +113,18 @@ class Checkpointer:
     if read_only and not os.path.isdir(self.directory):
       raise CheckpointError(f'{workdir}: has no {folder}/ directory')
     quiet_background_errors()
-    self.manager = ocp.CheckpointManager(
+    # Saving is collective (every process of a run calls it; orbax synchronises them). Reading goes through a
+    # manager of this process alone: no barriers, so processes may read different steps or a different number
+    # of them (a damaged step, a meta read by process 0 only) without waiting for each other forever.
+    self.manager = None if read_only else ocp.CheckpointManager(
         self.directory, item_names=ITEMS,
-        options=ocp.CheckpointManagerOptions(max_to_keep=None, create=not read_only, read_only=read_only,
-                                             enable_async_checkpointing=False))
+        options=ocp.CheckpointManagerOptions(max_to_keep=None, create=True, enable_async_checkpointing=False))
+    here = jax.process_index()
+    self.reader = ocp.CheckpointManager(
+        self.directory, item_names=ITEMS,
+        options=ocp.CheckpointManagerOptions(
+            max_to_keep=None, read_only=True, enable_async_checkpointing=False,
+            multiprocessing_options=ocp.options.MultiprocessingOptions(primary_host=here, active_processes={here})))
 
   def all_steps(self) -> list[int]:
     """The complete steps, listed afresh (another process may have saved or deleted some meanwhile)."""
@@ -134,7 +150,7 @@ class Checkpointer:
       raise CheckpointDamaged(f'{where}: damaged checkpoint (its meta item is missing)')
     names = ('meta', 'checksums') if os.path.isdir(os.path.join(folder, 'checksums')) else ('meta',)
     try:
-      out = self.manager.restore(step, args=ocp.args.Composite(**{n: ocp.args.JsonRestore() for n in names}))
+      out = self.reader.restore(step, args=ocp.args.Composite(**{n: ocp.args.JsonRestore() for n in names}))
     except Exception as e:  # noqa: BLE001 - whatever orbax raises for a file it cannot parse
       if not os.path.isdir(folder):
         raise CheckpointGone(f'{where}: no longer exists (deleted while being read)') from None
@@ -232,9 +248,9 @@ class Checkpointer:
     earlier = [s for s in self.all_steps() if s != step]
     kept = f'the checkpoint at step {earlier[-1]} is intact' if earlier else 'no earlier checkpoint exists'
     if codes & {errno.ENOSPC, errno.EDQUOT} or 'RESOURCE_EXHAUSTED' in text or 'No space left' in text:
-      free = shutil.disk_usage(self.directory).free
-      return WorkdirError(f'{self.workdir}: no space left on its file system ({free / 2**20:.1f} MiB free) '
-                          f'while saving the checkpoint at step {step}; the partial save was removed and {kept}')
+      free = human_size(shutil.disk_usage(self.directory).free)
+      return WorkdirError(f'{self.workdir}: no space left on its file system ({free} free once the partial save '
+                          f'was removed) while saving the checkpoint at step {step}; {kept}')
     return WorkdirError(f'{self.workdir}: could not save the checkpoint at step {step} ({text}); the partial '
                         f'save was removed and {kept}')
 
@@ -301,7 +317,7 @@ class Checkpointer:
       if not os.path.isdir(os.path.join(folder, name)):
         raise CheckpointDamaged(f'{where}: damaged checkpoint (its {name} item is missing)')
     try:
-      out = dict(self.manager.restore(step, args=ocp.args.Composite(**items)))
+      out = dict(self.reader.restore(step, args=ocp.args.Composite(**items)))
     except Exception as e:  # noqa: BLE001 - the shapes fit (checked above): a failure means damaged files
       if not os.path.isdir(folder):
         raise CheckpointGone(f'{where}: no longer exists (deleted while being read)') from None
@@ -321,7 +337,7 @@ class Checkpointer:
     if like_train is not None:
       items.update(train=ocp.args.StandardRestore(_abstract(like_train)), data=ocp.args.JsonRestore())
     try:
-      out = dict(self.manager.restore(step, args=ocp.args.Composite(**items)))
+      out = dict(self.reader.restore(step, args=ocp.args.Composite(**items)))
     except Exception as e:  # noqa: BLE001
       raise CheckpointError(f'{where}: does not fit this config or is damaged ({_first_line(e)}); it has no '
                             f'checksums to tell which') from None
@@ -332,7 +348,9 @@ class Checkpointer:
     return out
 
   def close(self) -> None:
-    self.manager.close()
+    self.reader.close()
+    if self.manager is not None:
+      self.manager.close()
 
 
 def _check_structure(saved: dict, like, where: str) -> None:

@@ -174,7 +174,7 @@ def write_error(e: OSError, workdir: str) -> WorkdirError | None:
   if e.errno not in WRITE_ERRORS:
     return None
   try:
-    free = f'; {shutil.disk_usage(workdir).free / 2**20:.1f} MiB free'
+    free = f'; {checkpoint.human_size(shutil.disk_usage(workdir).free)} free'
   except OSError:
     free = ''
   return WorkdirError(f'{workdir}: {WRITE_ERRORS[e.errno]} writing {e.filename or "a file"}{free}')
