@@ -11,7 +11,6 @@
 """
 
 import argparse
-import io
 import json
 import math
 import os
@@ -72,17 +71,18 @@ def _predict(args, overrides):
     text, where = files.decode_utf8(sys.stdin.buffer.read(), '<stdin>'), '<stdin>'
   texts = [line.strip() for line in files.split_lines(text)]
   predictor = Predictor.load(args.workdir, args.step)
-  sys.stdout.flush()
-  out = io.TextIOWrapper(sys.stdout.buffer, encoding='utf-8', newline='\n', write_through=True)
-  for text, hyps in zip(texts, predictor.predict_nbest(texts, where=where, options=options)):
+  results = predictor.predict_nbest(texts, where=where, options=options)
+  lines = []
+  for text, hyps in zip(texts, results):
     if args.format == 'text':  # an output holding a line end would break the one-line-per-input rule
-      out.write(' ||| '.join(' '.join(files.split_lines(output)) for output, _ in hyps) + '\n')
+      lines.append(' ||| '.join(' '.join(files.split_lines(output)) for output, _ in hyps))
     else:
       entries = [{'text': output, 'score': score if math.isfinite(score) else None} for output, score in hyps]
-      out.write(json.dumps({'source': text, **entries[0], **({'nbest': entries} if len(entries) > 1 else {})},
-                           ensure_ascii=False) + '\n')
-  out.flush()
-  out.detach()
+      lines.append(json.dumps({'source': text, **entries[0], **({'nbest': entries} if len(entries) > 1 else {})},
+                              ensure_ascii=False))
+  sys.stdout.flush()
+  sys.stdout.buffer.write(''.join(line + '\n' for line in lines).encode('utf-8'))  # UTF-8 whatever the locale
+  sys.stdout.buffer.flush()
 
 
 def _plot_attention(args, overrides):

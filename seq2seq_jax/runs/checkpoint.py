@@ -26,12 +26,14 @@ import json
 import os
 import shutil
 import sys
+import time
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
 from seq2seq_jax.errors import CheckpointDamaged, CheckpointError, WorkdirError
+from seq2seq_jax.runs import integrity
 
 ITEMS = ('params', 'train', 'data', 'meta', 'checksums')
 TMP_MARK = '.orbax-checkpoint-tmp'  # orbax's name for a step being written
@@ -53,53 +55,6 @@ def fingerprint(params) -> str:
   return h.hexdigest()[:16]
 
 
-def array_checksums(tree) -> dict:
-  """{path: [dtype, shape, SHA-256 of the bytes]} of every array of `tree`."""
-  out = {}
-  for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
-    x = np.asarray(leaf)  # (not ascontiguousarray: it makes a 0-d array 1-d; tobytes() is in C order anyway)
-    out[jax.tree_util.keystr(path)] = [str(x.dtype), list(x.shape), hashlib.sha256(x.tobytes()).hexdigest()]
-  return out
-
-
-def json_checksum(value) -> str:
-  return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
-
-
-def quiet_background_errors() -> None:
-  """Drops the 'Event loop is closed' errors that tensorstore callbacks raise in orbax's threads after a failed
-  read or write has already been reported (dozens of stray tracebacks after the one-line error)."""
-  if getattr(sys.unraisablehook, 'seq2seq_quiet', False):
-    return
-  previous = sys.unraisablehook
-
-  def hook(unraisable):
-    if isinstance(unraisable.exc_value, RuntimeError) and 'Event loop is closed' in str(unraisable.exc_value):
-      return
-    previous(unraisable)
-  hook.seq2seq_quiet = True
-  sys.unraisablehook = hook
-
-
-def human_size(n: float) -> str:
-  for unit in ('bytes', 'KiB', 'MiB', 'GiB'):
-    if n < 1024 or unit == 'GiB':
-      return f'{n:.0f} {unit}' if unit == 'bytes' else f'{n:.1f} {unit}'
-    n /= 1024
-  return ''
-
-
-def _first_line(e: BaseException) -> str:
-  """The first line of the most telling message in `e`'s chain: orbax wraps tensorstore's errors (which name
-  the status and the file, e.g. "OUT_OF_RANGE: Error reading ...") in one that prints a whole spec."""
-  chain = []
-  while e is not None and len(chain) < 10:
-    chain.append(e)
-    e = e.__cause__ or e.__context__
-  best = next((c for c in chain if 'See full TensorStore details' not in str(c)), chain[0])
-  return next((line.strip() for line in str(best).splitlines() if line.strip()), type(best).__name__)[:300]
-
-
 class Checkpointer:
   """Saves, verifies and restores parameter and train-state pytrees in `workdir/checkpoints` (or
   `workdir/averaged`). `warn` receives one-line warnings (a damaged old checkpoint moved aside)."""
@@ -112,7 +67,7 @@ class Checkpointer:
     self.warn = warn or (lambda message: print(message, file=sys.stderr, flush=True))
     if read_only and not os.path.isdir(self.directory):
       raise CheckpointError(f'{workdir}: has no {folder}/ directory')
-    quiet_background_errors()
+    integrity.quiet_background_errors()
     # Saving is collective (every process of a run calls it; orbax synchronises them). Reading goes through a
     # manager of this process alone: no barriers, so processes may read different steps or a different number
     # of them (a damaged step, a meta read by process 0 only) without waiting for each other forever.
@@ -120,11 +75,16 @@ class Checkpointer:
         self.directory, item_names=ITEMS,
         options=ocp.CheckpointManagerOptions(max_to_keep=None, create=True, enable_async_checkpointing=False))
     here = jax.process_index()
-    self.reader = ocp.CheckpointManager(
-        self.directory, item_names=ITEMS,
-        options=ocp.CheckpointManagerOptions(
-            max_to_keep=None, read_only=True, enable_async_checkpointing=False,
-            multiprocessing_options=ocp.options.MultiprocessingOptions(primary_host=here, active_processes={here})))
+    options = ocp.CheckpointManagerOptions(
+        max_to_keep=None, read_only=True, enable_async_checkpointing=False,
+        multiprocessing_options=ocp.options.MultiprocessingOptions(primary_host=here, active_processes={here}))
+    for attempt in range(5):  # it lists the steps: one may vanish meanwhile (deleted by the run that trains)
+      try:
+        self.reader = ocp.CheckpointManager(self.directory, item_names=ITEMS, options=options)
+        break
+      except FileNotFoundError:
+        if attempt == 4:
+          raise
 
   def all_steps(self) -> list[int]:
     """The complete steps, listed afresh (another process may have saved or deleted some meanwhile)."""
@@ -155,13 +115,13 @@ class Checkpointer:
       if not os.path.isdir(folder):
         raise CheckpointGone(f'{where}: no longer exists (deleted while being read)') from None
       raise CheckpointDamaged(f'{where}: damaged checkpoint (cannot read its {" / ".join(names)}: '
-                              f'{_first_line(e)})') from None
+                              f'{integrity.first_line(e)})') from None
     meta, sums = out['meta'], out.get('checksums') if 'checksums' in names else None
     if sums is not None:
-      if not isinstance(sums, dict) or sums.get('self') != json_checksum({k: v for k, v in sums.items()
-                                                                          if k != 'self'}):
+      rest = {k: v for k, v in sums.items() if k != 'self'} if isinstance(sums, dict) else None
+      if rest is None or sums.get('self') != integrity.json_checksum(rest):
         raise CheckpointDamaged(f'{where}: damaged checkpoint (its checksums item was changed)')
-      if json_checksum(meta) != sums.get('meta'):
+      if integrity.json_checksum(meta) != sums.get('meta'):
         raise CheckpointDamaged(f'{where}: damaged checkpoint (its meta item differs from its checksum)')
     if not isinstance(meta, dict):
       raise CheckpointDamaged(f'{where}: damaged checkpoint (its meta item is not a JSON object)')
@@ -217,22 +177,22 @@ class Checkpointer:
     neither among the last `keep` nor the best by `metric`. A failed save (full disk, read-only file system)
     removes what it wrote and raises WorkdirError; earlier checkpoints are untouched."""
     meta = json.loads(json.dumps(meta or {}))  # exactly what a restore will read back
-    sums = {'params': array_checksums(params), 'meta': json_checksum(meta)}
+    sums = {'params': integrity.array_checksums(params), 'meta': integrity.json_checksum(meta)}
     items = {'params': ocp.args.StandardSave(params), 'meta': ocp.args.JsonSave(meta)}
     if train is not None:
-      sums['train'] = array_checksums(train)
+      sums['train'] = integrity.array_checksums(train)
       items['train'] = ocp.args.StandardSave(train)
     if data is not None:
       data = json.loads(json.dumps(data))
-      sums['data'] = json_checksum(data)
+      sums['data'] = integrity.json_checksum(data)
       items['data'] = ocp.args.JsonSave(data)
-    sums['self'] = json_checksum(sums)
+    sums['self'] = integrity.json_checksum(sums)
     items['checksums'] = ocp.args.JsonSave(sums)
     self.manager.reload()  # steps deleted or moved aside by us are not in orbax's own list
     try:
       self.manager.save(step, args=ocp.args.Composite(**items), force=True)
       self.manager.wait_until_finished()
-    except (OSError, ValueError, RuntimeError) as e:
+    except Exception as e:  # noqa: BLE001 - orbax and tensorstore raise several types; all end the same way
       if jax.process_index() == 0:
         self._remove(step)
       raise self._save_error(step, e) from None
@@ -244,21 +204,30 @@ class Checkpointer:
     while cause is not None:
       codes.add(getattr(cause, 'errno', None))
       cause = cause.__cause__ or cause.__context__
-    text = _first_line(e)
+    text = integrity.first_line(e)
     earlier = [s for s in self.all_steps() if s != step]
     kept = f'the checkpoint at step {earlier[-1]} is intact' if earlier else 'no earlier checkpoint exists'
     if codes & {errno.ENOSPC, errno.EDQUOT} or 'RESOURCE_EXHAUSTED' in text or 'No space left' in text:
-      free = human_size(shutil.disk_usage(self.directory).free)
+      free = integrity.human_size(shutil.disk_usage(self.directory).free)
       return WorkdirError(f'{self.workdir}: no space left on its file system ({free} free once the partial save '
                           f'was removed) while saving the checkpoint at step {step}; {kept}')
-    return WorkdirError(f'{self.workdir}: could not save the checkpoint at step {step} ({text}); the partial '
-                        f'save was removed and {kept}')
+    return WorkdirError(f'{self.workdir}: could not save the checkpoint at step {step} ({type(e).__name__}: '
+                        f'{text}); the partial save was removed and {kept}')
 
   def _remove(self, step: int) -> None:
-    """Removes what a failed save of `step` left: orbax's temporary directory (and the step, if renamed)."""
-    for name in os.listdir(self.directory):
-      if name == str(step) or name.startswith(f'{step}{TMP_MARK}'):
+    """Removes what a failed save of `step` left: orbax's temporary directory (and the step, if renamed). Other
+    writes of the same save may still run in orbax's threads when the first error arrives, and create folders
+    again: done once nothing has come back for half a second (at most ~10 s; a later start removes the rest)."""
+    quiet_since = None
+    for _ in range(100):
+      left = [n for n in os.listdir(self.directory) if n == str(step) or n.startswith(f'{step}{TMP_MARK}')]
+      for name in left:
         shutil.rmtree(os.path.join(self.directory, name), ignore_errors=True)
+      now = time.monotonic()
+      quiet_since = None if left else quiet_since or now
+      if quiet_since is not None and now - quiet_since >= 0.5:
+        return
+      time.sleep(0.1)
 
   def _delete_old(self, metric: str, mode: str) -> None:
     steps = self.all_steps()
@@ -306,12 +275,12 @@ class Checkpointer:
     sums, meta = self._json_items(step)
     if sums is None:
       return self._restore_unverified(step, like_params, like_train, meta)
-    _check_structure(sums['params'], like_params, where)
+    integrity.check_structure(sums['params'], like_params, where)
     items = {'params': ocp.args.StandardRestore(_abstract(like_params))}
     if like_train is not None:
       if 'train' not in sums or 'data' not in sums:
         raise CheckpointError(f'{where}: holds parameters only (no optimizer state): cannot resume from it')
-      _check_structure(sums['train'], like_train, where)
+      integrity.check_structure(sums['train'], like_train, where)
       items.update(train=ocp.args.StandardRestore(_abstract(like_train)), data=ocp.args.JsonRestore())
     for name in items:
       if not os.path.isdir(os.path.join(folder, name)):
@@ -321,11 +290,12 @@ class Checkpointer:
     except Exception as e:  # noqa: BLE001 - the shapes fit (checked above): a failure means damaged files
       if not os.path.isdir(folder):
         raise CheckpointGone(f'{where}: no longer exists (deleted while being read)') from None
-      raise CheckpointDamaged(f'{where}: damaged checkpoint (cannot read it: {_first_line(e)})') from None
+      raise CheckpointDamaged(f'{where}: damaged checkpoint (cannot read it: {integrity.first_line(e)})') \
+          from None
     for name in ('params', 'train'):
       if name in out:
-        _verify(array_checksums(out[name]), sums[name], f'{where}: damaged checkpoint')
-    if 'data' in out and json_checksum(out['data']) != sums['data']:
+        integrity.verify(integrity.array_checksums(out[name]), sums[name], f'{where}: damaged checkpoint')
+    if 'data' in out and integrity.json_checksum(out['data']) != sums['data']:
       raise CheckpointDamaged(f'{where}: damaged checkpoint (its data item differs from its checksum)')
     out['meta'] = meta
     return out
@@ -339,11 +309,11 @@ class Checkpointer:
     try:
       out = dict(self.reader.restore(step, args=ocp.args.Composite(**items)))
     except Exception as e:  # noqa: BLE001
-      raise CheckpointError(f'{where}: does not fit this config or is damaged ({_first_line(e)}); it has no '
-                            f'checksums to tell which') from None
-    _check_fits(out['params'], like_params, where)
+      raise CheckpointError(f'{where}: does not fit this config or is damaged ({integrity.first_line(e)}); it '
+                            f'has no checksums to tell which') from None
+    integrity.check_fits(out['params'], like_params, where)
     if like_train is not None:
-      _check_fits(out['train'], like_train, where)
+      integrity.check_fits(out['train'], like_train, where)
     out['meta'] = meta
     return out
 
@@ -351,46 +321,6 @@ class Checkpointer:
     self.reader.close()
     if self.manager is not None:
       self.manager.close()
-
-
-def _check_structure(saved: dict, like, where: str) -> None:
-  """The arrays recorded at save time against those this config expects: paths, dtypes and shapes."""
-  want = _layout(like)
-  got = {k: v[:2] for k, v in saved.items()}
-  if got == want:
-    return
-  if set(got) != set(want):
-    extra, missing = sorted(set(got) - set(want)), sorted(set(want) - set(got))
-    detail = f'{extra[0]} saved but not expected' if extra else f'{missing[0]} expected but not saved'
-    raise CheckpointError(f'{where}: does not fit this config ({len(got)} arrays saved, {len(want)} expected; '
-                          f'{detail})')
-  path = next(k for k in sorted(want) if got[k] != want[k])
-  raise CheckpointError(f'{where}: does not fit this config ({path} is {got[path][0]}{got[path][1]} there, '
-                        f'{want[path][0]}{want[path][1]} here)')
-
-
-def _layout(tree) -> dict:
-  """{path: [dtype, shape]} of arrays or abstract arrays (anything with .dtype and .shape)."""
-  return {jax.tree_util.keystr(path): [str(np.dtype(x.dtype)), list(x.shape)]
-          for path, x in jax.tree_util.tree_flatten_with_path(tree)[0]}
-
-
-def _verify(got: dict, saved: dict, prefix: str) -> None:
-  for path in sorted(saved):
-    if got.get(path) != saved[path]:
-      raise CheckpointDamaged(f'{prefix} (the bytes of {path} differ from their checksum)')
-
-
-def _check_fits(restored, like, where: str) -> None:
-  """Orbax restores what was saved even when the target's shapes differ: compare them ourselves."""
-  got = jax.tree_util.tree_flatten_with_path(restored)[0]
-  want = jax.tree_util.tree_flatten_with_path(like)[0]
-  if len(got) != len(want):
-    raise CheckpointError(f'{where}: does not fit this config ({len(got)} arrays saved, {len(want)} expected)')
-  for (path, a), (_, b) in zip(got, want):
-    if np.shape(a) != np.shape(b) or np.asarray(a).dtype != b.dtype:
-      raise CheckpointError(f'{where}: does not fit this config ({jax.tree_util.keystr(path)} is '
-                            f'{np.asarray(a).dtype}{list(np.shape(a))} there, {b.dtype}{list(b.shape)} here)')
 
 
 def _abstract(tree):

@@ -26,7 +26,7 @@ from seq2seq_jax import config as config_lib
 from seq2seq_jax.data.vocab import Vocab
 from seq2seq_jax.errors import CheckpointError, ConfigError, WorkdirError
 from seq2seq_jax.model import seq2seq
-from seq2seq_jax.runs import checkpoint
+from seq2seq_jax.runs import checkpoint, integrity
 
 
 def path(workdir: str, name: str) -> str:
@@ -174,7 +174,7 @@ def write_error(e: OSError, workdir: str) -> WorkdirError | None:
   if e.errno not in WRITE_ERRORS:
     return None
   try:
-    free = f'; {checkpoint.human_size(shutil.disk_usage(workdir).free)} free'
+    free = f"; {integrity.human_size(shutil.disk_usage(workdir).free)} free"
   except OSError:
     free = ''
   return WorkdirError(f'{workdir}: {WRITE_ERRORS[e.errno]} writing {e.filename or "a file"}{free}')

@@ -101,12 +101,14 @@ def restore_or_init(cfg, workdir: str, model, ckpt, examples, vocabs: dict, log)
   A damaged newer checkpoint is moved aside to N.damaged (by process 0) with a one-line warning, never deleted.
   A checkpoint that does not fit the config or vocabulary is an error, and nothing in the workdir changes.
   """
-  state = steps.init_state(model, cfg, jax.random.PRNGKey(cfg.seed), examples.batch(np.arange(1)))
+  def init():
+    return steps.init_state(model, cfg, jax.random.PRNGKey(cfg.seed), examples.batch(np.arange(1)))
+  like = jax.eval_shape(init)  # what a checkpoint must hold; the (slow, op-by-op) init runs only when none does
   damaged, found = [], None
   for step in reversed(ckpt.all_steps()):
     try:
       _check_vocabs(ckpt, step, vocabs, workdir)
-      found = (step, ckpt.restore(step, state.params, steps.train_part(state)))
+      found = (step, ckpt.restore(step, like.params, steps.train_part(like)))
       break
     except CheckpointDamaged as e:
       damaged.append((step, e))
@@ -120,7 +122,7 @@ def restore_or_init(cfg, workdir: str, model, ckpt, examples, vocabs: dict, log)
   if found is None:
     if damaged:
       log('no checkpoint verifies: training starts from step 0')
-    return state, None, 0
+    return init(), None, 0
   out = found[1]
   log(f'resuming from the checkpoint at step {start} in {ckpt.directory}')
   return steps.join(out['params'], out['train']), out['data'], start
@@ -215,13 +217,12 @@ def _train(cfg, workdir: str, model, examples, validation_pairs, src_vocab, tgt_
                                            rows=parallel.process_rows(cfg.data.batch_size)))
     if data_state is not None:
       data_iter.set_state(data_state)
-    num_params = sum(x.size for x in jax.tree.leaves(state.params))
-    devices = jax.devices()
-    log(f'model: {num_params:,} parameters; {len(devices)} {devices[0].platform} device(s) in '
-        f'{jax.process_count()} process(es), {cfg.parallel.mode}')
     writer = writers.MetricWriter(workdir, enabled=first)
     try:
       with signals.StopSignals(on_abort=lock.release if lock is not None else None) as stop:
+        num_params, devices = sum(x.size for x in jax.tree.leaves(state.params)), jax.devices()
+        log(f'model: {num_params:,} parameters; {len(devices)} {devices[0].platform} device(s) in '
+            f'{jax.process_count()} process(es), {cfg.parallel.mode}')  # from here on, signals stop cleanly
         state, last_eval = _loop(cfg, workdir, model, state, start, data_iter, validation_pairs, src_vocab,
                                  tgt_vocab, ckpt, writer, stop, lock, vocabs)
     finally:
