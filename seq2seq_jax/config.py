@@ -221,7 +221,7 @@ def validate(cfg: ml_collections.ConfigDict, num_devices: int | None = None) -> 
     section, key = name.split('.')
     value = cfg[section][key]
     if not (low <= value < high if high_open else low <= value <= high):
-      raise ConfigError(f'config {name}={value!r} must be in [{low}, {high}{")" if high_open else "]"}')
+      raise ConfigError(f'config {name}={value!r} must be in [{low:g}, {high:g}{")" if high_open else "]"}')
 
   m, t, d, dc = cfg.model, cfg.train, cfg.data, cfg.decode
   choice('data.task', d.task, TASKS)
