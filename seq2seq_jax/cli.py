@@ -67,21 +67,28 @@ def _eval(args, overrides):
 def _predict(args, overrides):
   if overrides:
     raise Seq2SeqError(f'predict takes no config overrides: {overrides[0]}')
+  from seq2seq_jax.data import files
   options = _decode_options(args)
-  predictor = _load_predictor(args)
+  # The input is read (bytes, decoded as UTF-8 whatever the locale) before the model is loaded: a bad input
+  # fails at once. Lines end at \n only (files.split_lines): one output line per input line, always.
   if args.input:
-    with open(args.input, encoding='utf-8') as f:
-      lines, where = f.read().splitlines(), args.input
+    text, where = files.read_text(args.input, allow_empty=True), args.input
   else:
-    lines, where = sys.stdin.read().splitlines(), '<stdin>'
-  texts = [line.strip() for line in lines]
-  for text, hyps in zip(texts, predictor.predict_nbest(texts, where=where, options=options)):
-    if args.format == 'text':
-      print(' ||| '.join(output for output, _ in hyps))
+    text, where = files.decode_utf8(sys.stdin.buffer.read(), '<stdin>'), '<stdin>'
+  texts = [line.strip() for line in files.split_lines(text)]
+  predictor = _load_predictor(args)
+  results = predictor.predict_nbest(texts, where=where, options=options)
+  lines = []
+  for text, hyps in zip(texts, results):
+    if args.format == 'text':  # an output holding a line end would break the one-line-per-input rule
+      lines.append(' ||| '.join(' '.join(files.split_lines(output)) for output, _ in hyps))
     else:
       entries = [{'text': output, 'score': score if math.isfinite(score) else None} for output, score in hyps]
-      print(json.dumps({'source': text, **entries[0], **({'nbest': entries} if len(entries) > 1 else {})},
-                       ensure_ascii=False))
+      lines.append(json.dumps({'source': text, **entries[0], **({'nbest': entries} if len(entries) > 1 else {})},
+                              ensure_ascii=False))
+  sys.stdout.flush()
+  sys.stdout.buffer.write(''.join(line + '\n' for line in lines).encode('utf-8'))  # UTF-8 whatever the locale
+  sys.stdout.buffer.flush()
 
 
 def _plot_attention(args, overrides):
@@ -89,6 +96,7 @@ def _plot_attention(args, overrides):
   from seq2seq_jax.decoding import Predictor
   if overrides:
     raise Seq2SeqError(f'plot-attention takes no config overrides: {overrides[0]}')
+  plotting.check_output(args.output)  # before the model is loaded
   predictor = Predictor.load(args.workdir, args.step)
   ids = predictor.encode_texts(args.texts, where='argument')
   stem, ext = os.path.splitext(args.output)
@@ -290,13 +298,18 @@ def main(argv=None) -> int:
   if unknown:
     parser().error(f'unrecognized arguments: {" ".join(unknown)}')
   import absl.logging
-  absl.logging.set_verbosity(absl.logging.ERROR)  # orbax/tfds info and warnings are not for the user
+  # Orbax and tfds log from background threads, errors included, with tracebacks; an error that matters reaches
+  # the command as an exception and is reported below in one line.
+  absl.logging.set_verbosity(absl.logging.FATAL)
   enable_compilation_cache()
   try:
     COMMANDS[args.command](args, [o[len('--config.'):] for o in overrides])
-  except Seq2SeqError as e:
-    print(f'error: {e}', file=sys.stderr)
-    return 2
+  except Seq2SeqError as e:  # one line, whatever the message holds
+    print(f'{e.label}: {" ".join(str(e).splitlines())}', file=sys.stderr, flush=True)
+    return e.exit_code
+  except KeyboardInterrupt:  # Ctrl-C outside training's loop (which saves and raises Interrupted instead)
+    print('\ninterrupted', file=sys.stderr, flush=True)
+    return 130
   return 0
 
 

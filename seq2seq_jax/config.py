@@ -9,6 +9,7 @@ import ast
 import difflib
 import importlib.util
 import os
+import traceback
 
 import ml_collections
 
@@ -118,15 +119,36 @@ def load_config(path: str, overrides: list[str] = ()) -> ml_collections.ConfigDi
     raise ConfigError(f'config file not found: {path}')
   spec = importlib.util.spec_from_file_location('_seq2seq_config', path)
   module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  if not hasattr(module, 'get_config'):
-    raise ConfigError(f'{path}: has no get_config() function')
-  cfg = module.get_config()
+  try:
+    spec.loader.exec_module(module)
+    if not hasattr(module, 'get_config'):
+      raise ConfigError(f'{path}: has no get_config() function')
+    cfg = module.get_config()
+  except ConfigError:
+    raise
+  except SyntaxError as e:  # also a file that is not UTF-8
+    raise ConfigError(f'{path}:{e.lineno or 1}: {e.msg}') from None
+  except Exception as e:  # noqa: BLE001 - whatever the user's Python raised, named by file and line
+    raise ConfigError(f'{path}:{_line_in(e, path)}: {type(e).__name__}: {_one_line(e)}') from None
+  if not isinstance(cfg, ml_collections.ConfigDict):
+    raise ConfigError(f'{path}: get_config() returned a {type(cfg).__name__}, not an ml_collections.ConfigDict')
   check_keys(cfg, default_config(), where=path)
   for item in overrides:
     apply_override(cfg, item)
   validate(cfg)
   return cfg
+
+
+def _line_in(e: BaseException, path: str) -> str:
+  """The line of the config file `path` where `e` was raised (the innermost frame there; '?' if none)."""
+  lines = [frame.lineno for frame in traceback.extract_tb(e.__traceback__)
+           if os.path.abspath(frame.filename) == os.path.abspath(path)]
+  return str(lines[-1]) if lines else '?'
+
+
+def _one_line(e: BaseException) -> str:
+  """ml_collections' type errors: 'Could not override field 'x' (reference). 'a' is of original type ...'."""
+  return ' '.join(str(e).split()) or repr(e)
 
 
 def check_keys(cfg, reference, where: str, prefix: str = '') -> None:

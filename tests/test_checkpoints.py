@@ -84,7 +84,7 @@ def test_half_written_checkpoint_is_never_loaded(reference, tmp_path):
   folder = os.path.join(workdir, 'checkpoints')
   # What a kill in the middle of saving step 45 leaves behind: orbax's temporary directory, never renamed.
   shutil.copytree(os.path.join(folder, '40'), os.path.join(folder, '45.orbax-checkpoint-tmp-1234567'))
-  shutil.rmtree(os.path.join(folder, '45.orbax-checkpoint-tmp-1234567', 'train'))
+  shutil.rmtree(os.path.join(folder, '45.orbax-checkpoint-tmp-1234567', 'train'))  # (an item still missing)
   assert 40 in _steps_saved(workdir) and 45 not in _steps_saved(workdir)
   assert experiments.info(workdir, 'latest')['step'] == 40
   result = train.train(_cfg('train.num_steps=45'), workdir, log=lambda m: None)

@@ -1,14 +1,16 @@
 """Two training processes on 127.0.0.1 (jax.distributed, one CPU device each) against one process.
 
 Checked: both processes end with the same parameters and the same losses as one process, only process 0 writes
-metrics, a checkpoint written by 2 processes resumes in 1 and the other way round, and a peer that never comes
-or dies makes the other exit instead of hanging. Every subprocess has a timeout and is killed in a `finally`,
-so nothing here can hang CI.
+metrics, a checkpoint written by 2 processes resumes in 1 and the other way round, a peer that never comes
+or dies makes the other exit instead of hanging, and a SIGTERM to one process stops both after the same step.
+Every subprocess has a timeout and is killed in a `finally`, so nothing here can hang CI.
 """
 
 import json
 import os
 import re
+import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -178,3 +180,44 @@ def test_a_dead_peer_ends_the_run_instead_of_hanging(tmp_path):
   assert ended[1] - killed < 60 and procs[1].returncode != 0
   err = _read(paths[1])
   assert 'finished at step' not in err and ('heartbeat' in err or 'Gloo' in err), err[-3000:]
+
+
+def test_sigterm_to_one_process_stops_both_at_the_same_step(runs, tmp_path):
+  """SIGTERM reaches process 1 only: both processes finish the same step, save it, print the same line and exit
+  with 143; resumed in two processes, the run ends with the parameters of the uninterrupted two-process run."""
+  workdir, port = str(tmp_path / 'term'), portpicker.pick_unused_port()
+  shutil.copytree(runs['two'][0], workdir)
+  for name in os.listdir(os.path.join(workdir, 'checkpoints')):  # resume from step 10 (the run stops after it)
+    if name != '10':
+      shutil.rmtree(os.path.join(workdir, 'checkpoints', name))
+  procs, logs = [], []
+  try:
+    for rank in range(2):
+      dist = ['--coordinator', f'127.0.0.1:{port}', '--num-processes', '2', '--process-id', str(rank)]
+      logs.append(open(f'{workdir}-{rank}.log', 'w+', encoding='utf-8'))
+      procs.append(subprocess.Popen(_command(workdir, 20, *dist), cwd=ROOT, stdout=subprocess.DEVNULL,
+                                    stderr=logs[-1]))
+    deadline = time.monotonic() + TIMEOUT
+    while 'model:' not in _read(logs[1].name):  # set up: training starts
+      assert all(p.poll() is None for p in procs) and time.monotonic() < deadline, 'training never started'
+      time.sleep(0.02)
+    procs[1].send_signal(signal.SIGTERM)
+    codes = [p.wait(timeout=TIMEOUT) for p in procs]
+  finally:
+    for p in procs:
+      if p.poll() is None:
+        p.kill()
+        p.wait(timeout=30)
+    texts = []
+    for log in logs:
+      log.seek(0)
+      texts.append(log.read())
+      log.close()
+  stopped = [re.findall(r'stopped: SIGTERM at step (\d+): checkpoint saved', text) for text in texts]
+  assert codes == [143, 143] and len(stopped[0]) == 1 and stopped[0] == stopped[1], texts[0][-2000:] + texts[1]
+  step = int(stopped[0][0])
+  assert 10 < step < 20 and experiments.info(workdir, 'latest')['step'] == step
+  [results] = _run_all((workdir, 20, 2))
+  assert [code for code, _ in results] == [0, 0], results[0][1][-3000:] + results[1][1][-3000:]
+  assert f'resuming from the checkpoint at step {step}' in results[0][1]
+  assert _finished(results[0][1], 20) == _finished(runs['two'][1][0][1], 20)

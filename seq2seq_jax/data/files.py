@@ -24,8 +24,32 @@ class Pair:
   where: str
 
 
-def _read_text(path: str) -> str:
-  """The file decoded as UTF-8 (a leading BOM dropped); DataError if missing, unreadable or empty."""
+def decode_utf8(data: bytes, where: str) -> str:
+  """`data` as UTF-8 text, a leading BOM dropped; DataError naming `where:line` and the byte otherwise."""
+  if data.startswith(codecs.BOM_UTF8):
+    data = data[len(codecs.BOM_UTF8):]
+  try:
+    return data.decode("utf-8")
+  except UnicodeDecodeError as e:
+    lineno = data.count(b"\n", 0, e.start) + 1
+    column = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
+    bad = f"byte 0x{data[e.start]:02x} at column {column}, byte offset {e.start} of the input"
+    raise DataError(f"{where}:{lineno}: not valid UTF-8 ({bad})") from None
+
+
+def split_lines(text: str) -> list[str]:
+  r"""The lines of `text`: a line ends at "\n" (a "\r" before it is dropped), and only there. U+2028, U+0085,
+  \v, \f and \x1c-\x1e are characters inside a line (`str.splitlines()` would end lines there too, and one
+  input line would become several). A final "\n" ends the last line; it does not start an empty one."""
+  lines = text.split("\n")
+  if lines[-1] == "":
+    lines.pop()
+  return [line[:-1] if line.endswith("\r") else line for line in lines]
+
+
+def read_text(path: str, allow_empty: bool = False) -> str:
+  """The file decoded as UTF-8 (a leading BOM dropped); DataError if missing, a directory, unreadable, not
+  UTF-8 or (unless `allow_empty`) empty, where a file holding nothing but a BOM counts as empty."""
   if os.path.isdir(path):
     raise DataError(f"{path}: is a directory, expected a text file")
   try:
@@ -35,25 +59,15 @@ def _read_text(path: str) -> str:
     raise DataError(f"{path}: file not found") from None
   except OSError as e:
     raise DataError(f"{path}: cannot read file ({e.strerror or e})") from None
-  if not data:
-    raise DataError(f"{path}: empty file")
-  if data.startswith(codecs.BOM_UTF8):
-    data = data[len(codecs.BOM_UTF8):]
-  try:
-    return data.decode("utf-8")
-  except UnicodeDecodeError as e:
-    lineno = data.count(b"\n", 0, e.start) + 1
-    column = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
-    bad = f"byte 0x{data[e.start]:02x} at column {column}"
-    raise DataError(f"{path}:{lineno}: not valid UTF-8 ({bad})") from None
+  text = decode_utf8(data, path)
+  if not text and not allow_empty:
+    raise DataError(f"{path}: empty file" + (" (nothing but a byte-order mark)" if data else ""))
+  return text
 
 
 def _records(path: str) -> Iterator[tuple[str, list[str]]]:
   """(`path:line`, stripped tab-separated fields) of each line; DataError for empty or tab-less lines."""
-  lines = _read_text(path).split("\n")
-  if lines[-1] == "":  # A single newline at the end of the file ends the last line.
-    lines.pop()
-  for lineno, line in enumerate(lines, 1):
+  for lineno, line in enumerate(split_lines(read_text(path)), 1):
     if not line.strip():
       raise DataError(f"{path}:{lineno}: empty line")
     fields = line.split("\t")

@@ -15,6 +15,7 @@ from typing import Sequence
 import numpy as np
 
 from seq2seq_jax.data.vocab import EOS, SPECIALS
+from seq2seq_jax.errors import WorkdirError
 
 DPI = 100
 CELL_IN = 0.3          # inches per token
@@ -76,3 +77,19 @@ def write_attention_pngs(predictor, sources: list[str], folder: str, prefix: str
   symbols are read as <unk>. Returns the paths."""
   ids = [predictor.src_vocab.encode(text, unknown=collections.Counter()) for text in sources]
   return plot_ids(predictor, ids, [os.path.join(folder, f'{prefix}-{i + 1}.png') for i in range(len(sources))])
+
+
+def check_output(path: str) -> None:
+  """WorkdirError unless a PNG can be written at `path` (checked before any decoding): not a directory, and its
+  folder is one or can be made."""
+  full = os.path.abspath(path)
+  if os.path.isdir(full):
+    raise WorkdirError(f'--output {path}: is a directory, expected a file name such as '
+                       f'{os.path.join(path, "attention.png")}')
+  existing = os.path.dirname(full)
+  while not os.path.exists(existing):
+    existing = os.path.dirname(existing)
+  if not os.path.isdir(existing):
+    raise WorkdirError(f'--output {path}: cannot be created: {existing} is a file')
+  if not os.access(existing, os.W_OK | os.X_OK) or os.statvfs(existing).f_flag & os.ST_RDONLY:
+    raise WorkdirError(f'--output {path}: {existing} is not writable')

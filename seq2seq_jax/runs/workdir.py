@@ -4,15 +4,18 @@
   DIR/vocab_source.json    source vocabulary (and .spm.model for SentencePiece)
   DIR/vocab_target.json
   DIR/run_info.json        package versions and the code's git commit, per start of `train`
-  DIR/checkpoints/         orbax checkpoints (see checkpoint.py)
+  DIR/checkpoints/         orbax checkpoints with checksums (see checkpoint.py)
+  DIR/train.lock           held by the run that trains it (see lock.py)
   DIR/metrics.jsonl        one JSON object per logged step / evaluation
   DIR/tensorboard/         TensorBoard event files
 """
 
 import dataclasses
+import errno
 import importlib.metadata
 import json
 import os
+import shutil
 import subprocess
 import time
 from typing import Any
@@ -21,9 +24,9 @@ import ml_collections
 
 from seq2seq_jax import config as config_lib
 from seq2seq_jax.data.vocab import Vocab
-from seq2seq_jax.errors import CheckpointError
+from seq2seq_jax.errors import CheckpointError, ConfigError, WorkdirError
 from seq2seq_jax.model import seq2seq
-from seq2seq_jax.runs import checkpoint
+from seq2seq_jax.runs import checkpoint, integrity
 
 
 def path(workdir: str, name: str) -> str:
@@ -43,16 +46,29 @@ def save_config(workdir: str, cfg) -> None:
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
-  """The run's config; keys added to the defaults since the run keep their defaults."""
+  """The run's config; keys added to the defaults since the run keep their defaults. A config.json that is not
+  valid JSON (truncated, damaged) or holds a value of the wrong type is a one-line CheckpointError."""
   filename = path(workdir, 'config.json')
   if not os.path.isfile(filename):
     raise CheckpointError(f'{workdir}: not a workdir (no config.json)')
-  with open(filename, encoding='utf-8') as f:
-    saved = json.load(f)
+  try:
+    with open(filename, encoding='utf-8') as f:
+      saved = json.load(f)
+  except (UnicodeDecodeError, json.JSONDecodeError) as e:
+    where = f':{e.lineno}' if isinstance(e, json.JSONDecodeError) else ''
+    raise CheckpointError(f'{filename}{where}: damaged (not valid JSON: {e.msg if where else e.reason})') from None
+  if not isinstance(saved, dict):
+    raise CheckpointError(f'{filename}: damaged (a JSON object expected)')
   cfg = config_lib.default_config()
   config_lib.check_keys(ml_collections.ConfigDict(saved), cfg, where=filename)
-  _update(cfg, saved)
-  config_lib.validate(cfg)
+  try:
+    _update(cfg, saved)
+  except (TypeError, ValueError, KeyError, AttributeError) as e:
+    raise CheckpointError(f'{filename}: damaged or edited ({str(e).splitlines()[0] if str(e) else e!r})') from None
+  try:
+    config_lib.validate(cfg)
+  except ConfigError as e:
+    raise CheckpointError(f'{filename}: {e}') from None
   return cfg
 
 
@@ -91,13 +107,21 @@ def git_commit() -> str:
     return ''
 
 
-def record_run_info(workdir: str, step: int) -> None:
-  """Appends what is running (versions, commit, start step) to DIR/run_info.json."""
+def record_run_info(workdir: str, step: int, warn=print) -> None:
+  """Appends what is running (versions, commit, start step) to DIR/run_info.json. A damaged file (a crash while
+  the disk was full) is kept as run_info.json.damaged, with a warning, and a new one is started."""
   filename = path(workdir, 'run_info.json')
   runs = []
   if os.path.isfile(filename):
-    with open(filename, encoding='utf-8') as f:
-      runs = json.load(f)
+    try:
+      with open(filename, encoding='utf-8') as f:
+        runs = json.load(f)
+    except ValueError:
+      runs = None
+    if not isinstance(runs, list):
+      os.replace(filename, filename + '.damaged')
+      warn(f'warning: {filename} is damaged; kept as {filename}.damaged, a new one is started')
+      runs = []
   versions = {}
   for name in PACKAGES:
     try:
@@ -123,6 +147,39 @@ class Run:
   meta: dict             # what was saved with it (validation metrics, vocabulary fingerprints, ...)
 
 
+def check_writable(workdir: str) -> None:
+  """WorkdirError unless `train` can create (or write in) `workdir`: it must not be a file, lie under a file,
+  or be on a read-only file system. Checked before any work, and nothing is created here."""
+  full = os.path.abspath(workdir)
+  if os.path.exists(full) and not os.path.isdir(full):
+    raise WorkdirError(f'workdir {workdir}: is a file, not a directory')
+  existing = full
+  while not os.path.exists(existing):
+    existing = os.path.dirname(existing)
+  if not os.path.isdir(existing):
+    raise WorkdirError(f'workdir {workdir}: cannot be created: {existing} is a file')
+  if os.statvfs(existing).f_flag & os.ST_RDONLY:
+    raise WorkdirError(f'workdir {workdir}: {existing} is on a read-only file system')
+  if not os.access(existing, os.W_OK | os.X_OK):
+    raise WorkdirError(f'workdir {workdir}: {existing} is not writable (permission denied)')
+
+
+WRITE_ERRORS = {errno.ENOSPC: 'no space left on its file system', errno.EDQUOT: 'disk quota exceeded',
+                errno.EROFS: 'read-only file system', errno.EACCES: 'permission denied',
+                errno.EPERM: 'operation not permitted', errno.EIO: 'input/output error'}
+
+
+def write_error(e: OSError, workdir: str) -> WorkdirError | None:
+  """The one-line error of a failed write in the workdir (disk full, read-only, ...); None for other errors."""
+  if e.errno not in WRITE_ERRORS:
+    return None
+  try:
+    free = f"; {integrity.human_size(shutil.disk_usage(workdir).free)} free"
+  except OSError:
+    free = ''
+  return WorkdirError(f'{workdir}: {WRITE_ERRORS[e.errno]} writing {e.filename or "a file"}{free}')
+
+
 def checkpointer(workdir: str, step: str | int = 'best') -> tuple[checkpoint.Checkpointer, int]:
   """A read-only checkpointer of the workdir (or of its averaged/ folder) and the saved step that `step` names:
   'latest', 'best' (by the task's validation metric; the latest when nothing was evaluated), a step number, or
@@ -135,14 +192,19 @@ def checkpointer(workdir: str, step: str | int = 'best') -> tuple[checkpoint.Che
 
 def open_run(workdir: str, step: str | int = 'best') -> Run:
   """The workdir's config, vocabularies, model and the parameters at `step` (see `checkpointer`); reads no
-  optimizer state."""
+  optimizer state, and verifies the checksums of what it reads. Safe while `train` writes the workdir."""
   cfg = load_config(workdir)
   src_vocab, tgt_vocab = load_vocabs(workdir)
   model = seq2seq.build(cfg.model, len(src_vocab), len(tgt_vocab))
-  ckpt, chosen = checkpointer(workdir, step)
-  try:
-    out = ckpt.restore(chosen, seq2seq.abstract_params(model))
-  finally:
-    ckpt.close()
+  for attempt in range(5):  # a run being trained may delete the chosen step while it is read: choose again
+    ckpt, chosen = checkpointer(workdir, step)
+    try:
+      out = ckpt.restore(chosen, seq2seq.abstract_params(model))
+      break
+    except checkpoint.CheckpointGone:
+      if attempt == 4 or str(step).isdigit():
+        raise
+    finally:
+      ckpt.close()
   return Run(workdir=workdir, cfg=cfg, src_vocab=src_vocab, tgt_vocab=tgt_vocab, model=model, step=chosen,
              checkpoint=f'{ckpt.directory}/{chosen}', params=out['params'], meta=out['meta'])

@@ -20,12 +20,12 @@ def info(workdir: str, step: str = 'best') -> dict:
   metric, mode = config_lib.task_metric(run.cfg)
   main = checkpoint.Checkpointer(workdir, read_only=True)
   try:
-    best = main.best_step(metric, mode)
+    best = main.best(metric, mode)
     return {'workdir': workdir, 'step': run.step, 'checkpoint': run.checkpoint,
             'parameters': int(sum(x.size for x in jax.tree.leaves(run.params))),
             'fingerprint': checkpoint.fingerprint(run.params), 'saved_steps': main.all_steps(),
             'metric': metric, 'validation': run.meta.get('validation', {}),
-            'best': {'step': best, metric: main.meta(best)['validation'][metric]} if best is not None else None,
+            'best': {'step': best[0], metric: best[1]} if best is not None else None,
             'vocab_source': run.src_vocab.fingerprint(), 'vocab_target': run.tgt_vocab.fingerprint(),
             'averaged_from': run.meta.get('averaged_from'), 'config': run.cfg.to_dict()}
   finally:

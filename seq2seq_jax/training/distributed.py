@@ -10,6 +10,7 @@ same mechanism, so no run hangs forever. The timeouts are bounded by the flags b
 """
 
 import jax
+import numpy as np
 
 from seq2seq_jax.errors import ConfigError
 
@@ -44,3 +45,12 @@ def add_arguments(parser) -> None:
 def from_args(args) -> None:
   initialize(args.coordinator, args.num_processes, args.process_id, args.distributed, args.init_timeout,
              args.heartbeat_timeout)
+
+
+def broadcast(value: int) -> int:
+  """Process 0's `value` in every process (the value itself in a single-process run): how the processes of a
+  run agree on decisions that process 0 alone makes or must confirm (the workdir lock, the step to resume)."""
+  if jax.process_count() == 1:
+    return int(value)
+  from jax.experimental import multihost_utils
+  return int(multihost_utils.broadcast_one_to_all(np.int32(value)))

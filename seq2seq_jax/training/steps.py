@@ -83,6 +83,7 @@ def train_step(state: TrainState, batch: dict, *, model, cfg, axis_name=None, re
   `reduce_grads`: sum gradients over `axis_name`. True for pmap and for shard_map with check_vma=False (what
   parallel.py uses); only under shard_map with check_vma=True does JAX already sum the gradients of replicated
   parameters (when it transposes the implicit broadcast), and a second sum would multiply them by N.
+  An optional `batch['stop']` (one int per device) comes back as `metrics['stop']`, its maximum over all devices.
   """
   t = cfg.train
   rng, dropout_rng, sample_rng = jax.random.split(state.rng, 3)
@@ -115,4 +116,7 @@ def train_step(state: TrainState, batch: dict, *, model, cfg, axis_name=None, re
              'nonfinite': (~finite).astype(jnp.int32),
              'src_tokens': _psum(((batch['src_len'] - 1) * real_B).sum(), axis_name),  # without EOS
              'tf_ratio': teacher_forcing_ratio(t, state.step), 'lr': learning_rate(t)(state.step), **counts}
+  if 'stop' in batch:  # multi-process runs: the largest signal number any process got (0: none), see train.py
+    stop = batch['stop'].max()
+    metrics['stop'] = jax.lax.pmax(stop, axis_name) if axis_name else stop
   return new_state, metrics

@@ -1,10 +1,18 @@
 """The training loop: data -> pmapped train step -> logs, periodic evaluation, checkpoints.
 
   seq2seq-jax train --config configs/reverse.py --workdir /tmp/reverse
+
+What a run guarantees (README, "Checkpoints and reproducibility"): one run per workdir (runs/lock.py); it
+resumes from the newest checkpoint whose checksums verify, moving damaged newer ones aside with a warning;
+SIGTERM or a first Ctrl-C finish the current step, save a checkpoint and stop (training/signals.py), all
+processes of a multi-process run at the same step; a failed write (full disk, read-only file system) is a
+one-line error that leaves the earlier checkpoints intact; a run that fails before training leaves the
+workdir as it was.
 """
 
 import json
 import os
+import signal
 import time
 
 import jax
@@ -13,11 +21,12 @@ import numpy as np
 from seq2seq_jax import config as config_lib
 from seq2seq_jax.data import pipeline, sources
 from seq2seq_jax.decoding import Predictor
-from seq2seq_jax.errors import CheckpointError, TrainingError
+from seq2seq_jax.errors import (CheckpointDamaged, CheckpointError, DataError, Interrupted, Seq2SeqError,
+                                TrainingError, WorkdirError)
 from seq2seq_jax.evaluation import evaluate, plotting
 from seq2seq_jax.model import seq2seq
-from seq2seq_jax.runs import checkpoint, workdir as workdir_lib
-from seq2seq_jax.training import parallel, steps, writers
+from seq2seq_jax.runs import checkpoint, lock as lock_lib, workdir as workdir_lib
+from seq2seq_jax.training import distributed, parallel, signals, steps, writers
 from seq2seq_jax.training.progress import Progress
 
 # Keys that may differ when the same workdir is trained again (e.g. to train for longer).
@@ -57,6 +66,10 @@ def prepare_data(cfg, workdir: str, log):
   else:
     src_vocab, tgt_vocab = sources.build_vocabs(cfg, train_pairs)
   examples, _, report = sources.encode(cfg, train_pairs, src_vocab, tgt_vocab)
+  if not len(examples):
+    raise DataError(f'no training data: {len(train_pairs)} training pairs read, {report["dropped_too_long"]} of '
+                    f'them longer than data.max_source_len={cfg.data.max_source_len} / data.max_target_len='
+                    f'{cfg.data.max_target_len}')
   sources.encode(cfg, validation_pairs, src_vocab, tgt_vocab)  # fail now on a bad validation file
   if report['unknown']:
     log(f'training data: {sum(report["unknown"].values())} unknown symbols mapped to UNK: '
@@ -73,65 +86,184 @@ def vocab_meta(src_vocab, tgt_vocab) -> dict:
   return {'vocab_source': src_vocab.fingerprint(), 'vocab_target': tgt_vocab.fingerprint()}
 
 
-def restore_or_init(cfg, workdir: str, model, ckpt, examples, vocabs: dict, log):
-  """The latest complete checkpoint of `workdir`, or a fresh state; returns (state, data_state, start step).
-
-  Nothing in the workdir is written here: a checkpoint that does not fit is an error and stays as it is.
-  """
-  state = steps.init_state(model, cfg, jax.random.PRNGKey(cfg.seed), examples.batch(np.arange(1)))
-  start = ckpt.latest_step()
-  if start is None:
-    return state, None, 0
-  saved = ckpt.meta(start)
+def _check_vocabs(ckpt, step: int, vocabs: dict, workdir: str) -> None:
+  saved = ckpt.meta(step)
   for key, value in vocabs.items():
     if saved.get(key, value) != value:
-      raise CheckpointError(f'{ckpt.directory}/{start}: was trained with another {key.split("_")[1]} vocabulary '
+      raise CheckpointError(f'{ckpt.directory}/{step}: was trained with another {key.split("_")[1]} vocabulary '
                             f'than {workdir}/{key}.json holds ({saved[key]} != {value})')
-  out = ckpt.restore(start, state.params, steps.train_part(state))
-  state, data_state = steps.join(out['params'], out['train']), out['data']
+
+
+def restore_or_init(cfg, workdir: str, model, ckpt, examples, vocabs: dict, log):
+  """The newest checkpoint of `workdir` whose checksums verify, or a fresh state; returns (state, data_state,
+  start step).
+
+  A damaged newer checkpoint is moved aside to N.damaged (by process 0) with a one-line warning, never deleted.
+  A checkpoint that does not fit the config or vocabulary is an error, and nothing in the workdir changes.
+  """
+  def init():
+    return steps.init_state(model, cfg, jax.random.PRNGKey(cfg.seed), examples.batch(np.arange(1)))
+  like = jax.eval_shape(init)  # what a checkpoint must hold; the (slow, op-by-op) init runs only when none does
+  damaged, found = [], None
+  for step in reversed(ckpt.all_steps()):
+    try:
+      _check_vocabs(ckpt, step, vocabs, workdir)
+      found = (step, ckpt.restore(step, like.params, steps.train_part(like)))
+      break
+    except CheckpointDamaged as e:
+      damaged.append((step, e))
+  start = found[0] if found else 0
+  if distributed.broadcast(start) != start:
+    raise CheckpointError(f'{ckpt.directory}: process {jax.process_index()} would resume from step {start}, '
+                          f'process 0 from another step (do the hosts see the same files?)')
+  if jax.process_index() == 0:
+    for step, e in damaged:
+      ckpt.quarantine(step, f'{e}; resuming from {f"step {start}" if found else "scratch"}')
+  if found is None:
+    if damaged:
+      log('no checkpoint verifies: training starts from step 0')
+    return init(), None, 0
+  out = found[1]
   log(f'resuming from the checkpoint at step {start} in {ckpt.directory}')
-  return state, data_state, start
+  return steps.join(out['params'], out['train']), out['data'], start
+
+
+def _on_process_0(workdir: str, fn):
+  """Runs `fn` in process 0 only and lets every process know whether it failed, so that all of them stop with
+  an error instead of the others waiting for process 0 in the next collective."""
+  error, result = None, None
+  if jax.process_index() == 0:
+    try:
+      result = fn()
+    except (Seq2SeqError, OSError) as e:
+      error = e
+  if distributed.broadcast(error is None):
+    return result
+  if error is None:
+    raise WorkdirError(f'{workdir}: process 0 stopped with an error (see its output)')
+  if isinstance(error, OSError):
+    raise workdir_lib.write_error(error, workdir) or error
+  raise error
+
+
+def _take_lock(workdir: str, log) -> lock_lib.WorkdirLock | None:
+  """Creates the workdir and takes its lock (process 0; see runs/lock.py for the rule)."""
+  def take():
+    os.makedirs(workdir, exist_ok=True)
+    lock = lock_lib.WorkdirLock(workdir, warn=log)
+    lock.acquire()
+    return lock
+  lock = _on_process_0(workdir, take)
+  os.makedirs(workdir, exist_ok=True)
+  return lock
 
 
 def train(cfg, workdir: str, log=print) -> dict:
-  """Trains (or resumes) the run in `workdir`; returns the last validation metrics."""
+  """Trains (or resumes) the run in `workdir`; returns the last validation metrics.
+
+  Everything that can be checked before training is checked before the workdir is touched: the workdir itself,
+  another run holding it, the config and all data. Raises `Interrupted` after saving on SIGTERM / Ctrl-C.
+  """
+  workdir_lib.check_writable(workdir)
+  _on_process_0(workdir, lambda: lock_lib.check_free(workdir))  # fail fast; the lock itself is taken below
   check_same_run(workdir, cfg)
   devices = jax.devices()
   config_lib.validate(cfg, num_devices=len(devices))
   examples, validation_pairs, src_vocab, tgt_vocab = prepare_data(cfg, workdir, log)
-  vocabs = vocab_meta(src_vocab, tgt_vocab)
   model = seq2seq.build(cfg.model, len(src_vocab), len(tgt_vocab))
-  os.makedirs(workdir, exist_ok=True)
-  t = cfg.train
-  metric_name, mode = config_lib.task_metric(cfg)
-  ckpt = checkpoint.Checkpointer(workdir, keep=t.keep_checkpoints)
-  state, data_state, start = restore_or_init(cfg, workdir, model, ckpt, examples, vocabs, log)
-  if jax.process_index() == 0:  # one writer; the other processes read the same data and build the same vocab
-    if start == 0:
-      workdir_lib.save_vocabs(workdir, src_vocab, tgt_vocab)
-      workdir_lib.save_config(workdir, cfg)
-    workdir_lib.record_run_info(workdir, start)
-  data_iter = iter(pipeline.train_stream(examples, cfg.data.batch_size, cfg.seed,
-                                         rows=parallel.process_rows(cfg.data.batch_size)))
-  if data_state is not None:
-    data_iter.set_state(data_state)
-  num_params = sum(x.size for x in jax.tree.leaves(state.params))
-  log(f'model: {num_params:,} parameters; {len(devices)} {devices[0].platform} device(s) in '
-      f'{jax.process_count()} process(es), {cfg.parallel.mode}')
+  created, done = not os.path.isdir(workdir), False
+  lock = _take_lock(workdir, log)
+  try:
+    check_same_run(workdir, cfg)  # again: a run that held the lock until now may have started this workdir
+    result = _train(cfg, workdir, model, examples, validation_pairs, src_vocab, tgt_vocab, lock, log)
+    done = True
+    return result
+  except OSError as e:
+    error = workdir_lib.write_error(e, workdir)
+    if error is None:
+      raise
+    raise error from None
+  finally:
+    if lock is not None:
+      lock.release()
+    if created and not done:
+      for folder in (os.path.join(workdir, 'checkpoints'), workdir):  # only if nothing was written
+        try:
+          os.rmdir(folder)
+        except OSError:
+          pass
 
-  writer = writers.MetricWriter(workdir, enabled=jax.process_index() == 0)
+
+def _train(cfg, workdir: str, model, examples, validation_pairs, src_vocab, tgt_vocab, lock, log) -> dict:
+  """`train` once the workdir is locked."""
+  t, first = cfg.train, jax.process_index() == 0
+  vocabs = vocab_meta(src_vocab, tgt_vocab)
+  ckpt = checkpoint.Checkpointer(workdir, keep=t.keep_checkpoints, warn=log)
+  try:
+    if first:
+      ckpt.remove_leftovers()
+    state, data_state, start = restore_or_init(cfg, workdir, model, ckpt, examples, vocabs, log)
+    if first:  # one writer; the other processes read the same data and build the same vocab
+      if start == 0:
+        workdir_lib.save_vocabs(workdir, src_vocab, tgt_vocab)
+        workdir_lib.save_config(workdir, cfg)
+      workdir_lib.record_run_info(workdir, start, warn=log)
+      later, damaged = writers.keep_rows_until(workdir_lib.path(workdir, 'metrics.jsonl'), start)
+      if later:
+        log(f'metrics.jsonl: {later} row(s) logged after step {start} are dropped and will be logged again')
+      if damaged:
+        log(f'warning: metrics.jsonl: dropped {damaged} damaged line(s)')
+    data_iter = iter(pipeline.train_stream(examples, cfg.data.batch_size, cfg.seed,
+                                           rows=parallel.process_rows(cfg.data.batch_size)))
+    if data_state is not None:
+      data_iter.set_state(data_state)
+    writer = writers.MetricWriter(workdir, enabled=first)
+    try:
+      with signals.StopSignals(on_abort=lock.release if lock is not None else None) as stop:
+        num_params, devices = sum(x.size for x in jax.tree.leaves(state.params)), jax.devices()
+        log(f'model: {num_params:,} parameters; {len(devices)} {devices[0].platform} device(s) in '
+            f'{jax.process_count()} process(es), {cfg.parallel.mode}')  # from here on, signals stop cleanly
+        state, last_eval = _loop(cfg, workdir, model, state, start, data_iter, validation_pairs, src_vocab,
+                                 tgt_vocab, ckpt, writer, stop, lock, vocabs)
+    finally:
+      writer.close()
+  finally:
+    ckpt.close()
+  log(f'process {jax.process_index()}: finished at step {t.num_steps}; parameters fingerprint '
+      f'{checkpoint.fingerprint(state.params)}')
+  return last_eval
+
+
+def _loop(cfg, workdir, model, state, start, data_iter, validation_pairs, src_vocab, tgt_vocab, ckpt, writer, stop,
+          lock, vocabs):
+  """Steps start + 1 .. num_steps with logs, evaluations and checkpoints; returns (host state, last eval).
+
+  Stopping on a signal: in one process, after the step during which it came. In several, each process puts the
+  signal number it got into its next batch (`batch['stop']`); the step returns the maximum over all devices, and
+  the loop reads it one step late (so the host never waits for the device), the same value in every process:
+  all stop after the same step, save the same checkpoint and exit with the same status.
+  """
+  t, first, multi = cfg.train, jax.process_index() == 0, jax.process_count() > 1
+  metric_name, mode = config_lib.task_metric(cfg)
   dp = parallel.DataParallel(model, cfg)
   state = dp.replicate(state)
-  progress = Progress(t.num_steps, start, enabled=jax.process_index() == 0)
-  pending, clock, last_eval, eval_step = [], time.perf_counter(), {}, None
-  best = _best_so_far(workdir, metric_name)
+  progress = Progress(t.num_steps, start, enabled=first)
+  pending, clock, last_eval, eval_step, previous = [], time.perf_counter(), {}, None, None
+  best = _best_so_far(workdir, metric_name, start)
   try:
     for step in range(start + 1, t.num_steps + 1):
       batch = next(data_iter)  # every process follows the same batch plan and builds only its own rows
       batch.pop('index')
+      if multi:
+        batch['stop'] = np.full((jax.local_device_count(),), stop.signum, np.int32)
       state, m = dp.step(state, batch)
       pending.append(m)
-      if step % t.log_every == 0 or step == t.num_steps:
+      if not multi:
+        signum = stop.signum
+      else:
+        signum = int(dp.metrics({'stop': previous['stop']})['stop']) if previous is not None else 0
+      previous, stopping = m, bool(signum) and step < t.num_steps
+      if step % t.log_every == 0 or step == t.num_steps or stopping:
         jax.block_until_ready(pending[-1])  # the clock must see the device's work, not its dispatch
         logged = _log_train([dp.metrics(m) for m in pending], step, time.perf_counter() - clock, t.on_nonfinite)
         writer.write(step, 'train', logged)
@@ -145,37 +277,42 @@ def train(cfg, workdir: str, log=print) -> dict:
           best = (step, value)
         last_eval.update({f'best_{metric_name}': best[1], 'best_step': best[0]})
         writer.write(step, 'validation', last_eval)
-        if t.attention_plots and jax.process_index() == 0:
+        if t.attention_plots and first:
           sources_to_plot = [s for s, _ in sources.group_references(validation_pairs)[:t.attention_plots]]
           plotting.write_attention_pngs(predictor, sources_to_plot, workdir_lib.path(workdir, 'attention'),
                                         f'step-{step}')
         progress.write(f'step {step}: validation ' + ', '.join(f'{k} {v:.4g}' for k, v in last_eval.items()))
         clock = time.perf_counter()
-      if step % t.checkpoint_every == 0 or step == t.num_steps:
+      if step % t.checkpoint_every == 0 or step == t.num_steps or stopping:
+        if lock is not None and lock.lost:
+          raise WorkdirError(f'{lock.path}: the lock was taken over or removed by someone else; stopping without '
+                             f'saving, so that two runs do not write one workdir')
         evaluated = {'validation': last_eval} if eval_step == step else {}  # what picks the best checkpoint
         host = dp.unreplicate(state)
         ckpt.save(step, host.params, steps.train_part(host), data_iter.get_state(),
                   {'step': step, **vocabs, **evaluated}, metric_name, mode)
         clock = time.perf_counter()
+      if stopping:
+        raise Interrupted(f'{signal.Signals(signum).name} at step {step}: checkpoint saved in {ckpt.directory}/'
+                          f'{step}; the same command resumes from it', signum)
   finally:  # ends the bar's line: whatever is printed next starts on its own line
     progress.close()
-  writer.close()
-  ckpt.close()
-  log(f'process {jax.process_index()}: finished at step {t.num_steps}; parameters fingerprint '
-      f'{checkpoint.fingerprint(dp.unreplicate(state).params)}')
-  return last_eval
+  return dp.unreplicate(state), last_eval
 
 
-def _best_so_far(workdir: str, metric_name: str) -> tuple[int, float] | None:
-  """(step, value) of the best validation result logged so far in this workdir (for resumed runs)."""
+def _best_so_far(workdir: str, metric_name: str, start: int) -> tuple[int, float] | None:
+  """(step, value) of the best validation result logged up to `start` in this workdir (for resumed runs)."""
   path = workdir_lib.path(workdir, 'metrics.jsonl')
   if not os.path.isfile(path):
     return None
   last = None
-  with open(path, encoding='utf-8') as f:
+  with open(path, encoding='utf-8', errors='replace') as f:
     for line in f:
-      row = json.loads(line)
-      if row.get('kind') == 'validation' and 'best_step' in row:
+      try:
+        row = json.loads(line)
+      except ValueError:
+        continue  # a damaged line (process 0 drops it when it resumes)
+      if row.get('kind') == 'validation' and 'best_step' in row and row.get('step', 0) <= start:
         last = (row['best_step'], row[f'best_{metric_name}'])
   return last
 

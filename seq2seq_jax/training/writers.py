@@ -8,6 +8,33 @@ import os
 
 import tensorboardX
 
+from seq2seq_jax.runs import workdir as workdir_lib
+
+
+def keep_rows_until(path: str, step: int) -> tuple[int, int]:
+  """Rewrites metrics.jsonl without the rows logged after `step` (an interrupted run logged them after its last
+  checkpoint; the resumed run logs them again) and without damaged lines (a write cut short by a full disk).
+  Returns (rows dropped as later, damaged lines dropped)."""
+  if not os.path.isfile(path):
+    return 0, 0
+  with open(path, encoding='utf-8', errors='replace') as f:
+    lines = f.read().splitlines()
+  kept, later, damaged = [], 0, 0
+  for line in lines:
+    try:
+      row = json.loads(line)
+      row_step = int(row['step'])
+    except (ValueError, TypeError, KeyError):
+      damaged += 1
+      continue
+    if row_step > step:
+      later += 1
+    else:
+      kept.append(line)
+  if later or damaged:
+    workdir_lib.write_atomic(path, ''.join(line + '\n' for line in kept))
+  return later, damaged
+
 
 class MetricWriter:
   """Appends `{"step": s, "kind": k, ...}` lines to DIR/metrics.jsonl and scalars to DIR/tensorboard."""
