@@ -223,7 +223,7 @@ def validate(cfg: ml_collections.ConfigDict, num_devices: int | None = None) -> 
     if not (low <= value < high if high_open else low <= value <= high):
       raise ConfigError(f'config {name}={value!r} must be in [{low:g}, {high:g}{")" if high_open else "]"}')
 
-  m, t, d, dc = cfg.model, cfg.train, cfg.data, cfg.decode
+  m, t, d = cfg.model, cfg.train, cfg.data
   choice('data.task', d.task, TASKS)
   choice('model.cell', m.cell, tuple(cells.CELLS))
   choice('model.attention', m.attention, tuple(attention.KINDS))

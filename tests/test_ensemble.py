@@ -11,7 +11,8 @@ import jax
 import numpy as np
 import pytest
 
-from seq2seq_jax.data.vocab import EOS, PAD
+from seq2seq_jax.data.pipeline import pad_sources
+from seq2seq_jax.data.vocab import EOS
 from seq2seq_jax.decoding import search
 from seq2seq_jax.decoding.beam import Beam
 from seq2seq_jax.decoding.ensemble import EnsembleFns
@@ -40,11 +41,8 @@ def members():
 
 
 def _batch(sentences, pad_to=None):
-  s = pad_to or max(len(x) for x in sentences) + 1
-  src = np.full((len(sentences), s), PAD, np.int32)
-  for i, x in enumerate(sentences):
-    src[i, :len(x)], src[i, len(x)] = x, EOS
-  return src, np.array([len(x) + 1 for x in sentences], np.int32)
+  """Sources (B, S) and lengths: each sentence, EOS, then PAD; S is `pad_to` or the longest plus EOS."""
+  return pad_sources(sentences, pad_to or max(len(x) for x in sentences) + 1)
 
 
 def _hyps(out):

@@ -21,13 +21,14 @@ import jax
 import numpy as np
 import pytest
 
-from seq2seq_jax import cli, config
+from seq2seq_jax import config
 from seq2seq_jax.decoding.predictor import Predictor
 from seq2seq_jax.errors import CheckpointDamaged
 from seq2seq_jax.model import seq2seq
 from seq2seq_jax.runs import checkpoint, integrity, workdir as workdir_lib
 from seq2seq_jax.tools import experiments
 from seq2seq_jax.training import steps, train
+from tests.cli_helpers import one_error_line, run_main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ['data.task=reverse', 'data.min_len=5', 'data.max_len=5', 'data.num_train=300', 'data.num_eval=16',
@@ -77,20 +78,6 @@ def _copy(reference, tmp_path, name):
 def _largest_file(folder):
   files = [os.path.join(base, f) for base, _, names in os.walk(folder) for f in names]
   return max(files, key=os.path.getsize)
-
-
-def _main(capsys, *argv):
-  capsys.readouterr()
-  code = cli.main(list(argv))
-  out, err = capsys.readouterr()
-  return code, out, err
-
-
-def _one_error_line(code, err, *needles):
-  lines = err.strip().splitlines()
-  assert code == 2 and len(lines) == 1 and lines[0].startswith('error: '), err
-  for needle in needles:
-    assert needle in lines[0], lines[0]
 
 
 def _like(workdir):
@@ -160,7 +147,7 @@ def test_resume_moves_damaged_checkpoints_aside_and_ends_bitwise_equal(reference
   *_, good, no_meta, cut = _steps(workdir)
   os.truncate(_largest_file(os.path.join(folder, str(cut), 'train')), 100)  # (flipped bytes: the test above)
   shutil.rmtree(os.path.join(folder, str(no_meta), 'meta'))
-  code, _, err = _main(capsys, *_argv(workdir))
+  code, _, err = run_main(capsys, *_argv(workdir))
   assert code == 0, err
   warnings = [line for line in err.splitlines() if line.startswith('warning: ')]
   assert len(warnings) == 2, err
@@ -178,19 +165,19 @@ def test_inference_on_damaged_files_is_one_line_naming_the_damage(reference, tmp
   shutil.rmtree(os.path.join(workdir, 'checkpoints', str(no_meta), 'meta'))
   (tmp_path / 'in.txt').write_text('abcde\n')
   for argv in (['info'], ['eval', '--split', 'validation'], ['predict', '--input', str(tmp_path / 'in.txt')]):
-    code, _, err = _main(capsys, *argv, '--workdir', workdir, '--step', 'latest')
-    _one_error_line(code, err, f'checkpoints/{latest}: damaged checkpoint (cannot read it: OUT_OF_RANGE')
-  code, _, err = _main(capsys, 'info', '--workdir', workdir, '--step', str(no_meta))
-  _one_error_line(code, err, f'checkpoints/{no_meta}: damaged checkpoint (its meta item is missing)')
+    code, _, err = run_main(capsys, *argv, '--workdir', workdir, '--step', 'latest')
+    one_error_line(code, err, f'checkpoints/{latest}: damaged checkpoint (cannot read it: OUT_OF_RANGE')
+  code, _, err = run_main(capsys, 'info', '--workdir', workdir, '--step', str(no_meta))
+  one_error_line(code, err, f'checkpoints/{no_meta}: damaged checkpoint (its meta item is missing)')
   # Orbax's threads printed stray tracebacks after the error line in a real process: one line only.
   r = subprocess.run([sys.executable, '-m', 'seq2seq_jax', 'info', '--workdir', workdir, '--step', 'latest'],
                      cwd=ROOT, capture_output=True, text=True, timeout=TIMEOUT)
-  _one_error_line(r.returncode, r.stderr, 'damaged checkpoint')
+  one_error_line(r.returncode, r.stderr, 'damaged checkpoint')
   config_json = os.path.join(workdir, 'config.json')
   with open(config_json, 'r+', encoding='utf-8') as f:
     f.truncate(len(f.read()) // 2)
-  code, _, err = _main(capsys, 'info', '--workdir', workdir)
-  _one_error_line(code, err, f'{config_json}:', 'damaged (not valid JSON')
+  code, _, err = run_main(capsys, 'info', '--workdir', workdir)
+  one_error_line(code, err, f'{config_json}:', 'damaged (not valid JSON')
 
 
 def _wait_for(condition, proc, timeout=TIMEOUT, every=0.005):
@@ -211,14 +198,14 @@ def test_second_run_is_refused_and_readers_see_complete_checkpoints(reference, t
   reads = collections.Counter()
   try:
     _wait_for(lambda: _steps(workdir) != [10], proc)
-    code, _, err = _main(capsys, *_argv(workdir, *BUSY))
-    _one_error_line(code, err, f'{workdir} is being trained by PID {proc.pid} on {socket.gethostname()}')
+    code, _, err = run_main(capsys, *_argv(workdir, *BUSY))
+    one_error_line(code, err, f'{workdir} is being trained by PID {proc.pid} on {socket.gethostname()}')
     while proc.poll() is None:
       info = experiments.info(workdir, 'latest')
       reads['info'] += info['step'] < 30
       reads['predict'] += len(Predictor.load(workdir, 'latest').predict(['abcde'])) == 1
       if not reads['eval']:
-        code, out, err = _main(capsys, 'eval', '--workdir', workdir, '--split', 'validation', '--step', 'latest')
+        code, out, err = run_main(capsys, 'eval', '--workdir', workdir, '--split', 'validation', '--step', 'latest')
         assert code == 0 and json.loads(out)['num_items'] == 16, err
         reads['eval'] += 1
     _, err = proc.communicate(timeout=TIMEOUT)
@@ -354,5 +341,5 @@ if {' '.join(_command(str(mnt)))} 2> {tmp_path}/train.err; then echo 0; else ech
 ''', tmp_path)
   assert r.returncode == 0, r.stderr[-3000:]
   code, err = (tmp_path / 'train.code').read_text().strip(), (tmp_path / 'train.err').read_text()
-  _one_error_line(int(code), err, f'workdir {mnt}: {mnt} is on a read-only file system')
+  one_error_line(int(code), err, f'workdir {mnt}: {mnt} is on a read-only file system')
   assert json.loads((tmp_path / 'info.json').read_text())['step'] == _steps(reference)[-1]

@@ -31,6 +31,20 @@ TIMEOUT = 240  # seconds for one (multi-process) run
 FINISHED = re.compile(r'process (\d+): finished at step (\d+); parameters fingerprint (\w+)')
 
 
+def _reap(procs, logs) -> list[str]:
+  """Kills the stragglers (a peer that waits for a dead one must not outlive the test); returns each log."""
+  for p in procs:
+    if p.poll() is None:
+      p.kill()
+      p.wait(timeout=30)
+  texts = []
+  for log in logs:
+    log.seek(0)
+    texts.append(log.read())
+    log.close()
+  return texts
+
+
 def _command(workdir: str, steps: int, *extra) -> list:
   return [sys.executable, '-m', 'seq2seq_jax', 'train', '--config', 'configs/reverse.py', '--workdir', workdir,
           *[f'--config.{o}' for o in TINY + [f'train.num_steps={steps}']], *extra]
@@ -51,15 +65,7 @@ def _run_all(*runs, timeout: float = TIMEOUT) -> list[list]:
     deadline = time.monotonic() + timeout
     codes = [p.wait(timeout=max(1.0, deadline - time.monotonic())) for p in procs]
   finally:
-    for p in procs:  # stragglers: a peer that waits for a dead one must not outlive the test
-      if p.poll() is None:
-        p.kill()
-        p.wait(timeout=30)
-    texts = []
-    for log in logs:
-      log.seek(0)
-      texts.append(log.read())
-      log.close()
+    texts = _reap(procs, logs)
   results = list(zip(codes, texts))
   out = []
   for _, _, processes in runs:
@@ -204,15 +210,7 @@ def test_sigterm_to_one_process_stops_both_at_the_same_step(runs, tmp_path):
     procs[1].send_signal(signal.SIGTERM)
     codes = [p.wait(timeout=TIMEOUT) for p in procs]
   finally:
-    for p in procs:
-      if p.poll() is None:
-        p.kill()
-        p.wait(timeout=30)
-    texts = []
-    for log in logs:
-      log.seek(0)
-      texts.append(log.read())
-      log.close()
+    texts = _reap(procs, logs)
   stopped = [re.findall(r'stopped: SIGTERM at step (\d+): checkpoint saved', text) for text in texts]
   assert codes == [143, 143] and len(stopped[0]) == 1 and stopped[0] == stopped[1], texts[0][-2000:] + texts[1]
   step = int(stopped[0][0])

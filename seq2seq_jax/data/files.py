@@ -10,7 +10,7 @@ from __future__ import annotations
 import codecs
 import dataclasses
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 
 from seq2seq_jax.errors import DataError
 
