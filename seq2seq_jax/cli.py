@@ -1,12 +1,14 @@
 """Command line: the only module that parses arguments and prints results.
 
   seq2seq-jax train   --config configs/reverse.py --workdir DIR [--config.key=value ...]
-  seq2seq-jax eval    --workdir DIR [--workdir DIR2 ...] [--split test] [--references FILE] [--beam K --alpha A]
-  seq2seq-jax predict --workdir DIR [--input FILE] [--beam K --nbest N --alpha A | --sample ...] [--format jsonl]
+  seq2seq-jax eval    --workdir DIR [--workdir DIR2 ...] [--split test] [--references FILE]
+                      [--beam K --alpha A --coverage-penalty B]
+  seq2seq-jax predict --workdir DIR [--input FILE] [--beam K --nbest N --alpha A --coverage-penalty B | --sample ...]
+                      [--format jsonl]
   seq2seq-jax plot-attention --workdir DIR --output FILE.png TEXT [TEXT ...]
   seq2seq-jax info    --workdir DIR [--step best|latest|averaged|N]
   seq2seq-jax average --workdir DIR --last K
-  seq2seq-jax decode-speed --workdir DIR [--split test] [--beam K]
+  seq2seq-jax decode-speed --workdir DIR [--split test] [--beam K --alpha A --coverage-penalty B]
   seq2seq-jax export  --workdir DIR --output FILE.npz [--beam K --alpha A]
   seq2seq-jax bench   --config CONFIG [--config.key=value ...] [--workdir DIR] [--steps N] [--output FILE]
 """
@@ -249,6 +251,9 @@ def _beam_flags(p: argparse.ArgumentParser) -> None:
   p.add_argument('--beam', type=int, metavar='K', help='beam search with K hypotheses (default 1: greedy)')
   p.add_argument('--alpha', type=float, metavar='A',
                  help='beam search ranks log-prob / ((5 + len) / 6) ** A, len counting EOS (default 0)')
+  p.add_argument('--coverage-penalty', type=float, metavar='B',
+                 help="beam search adds GNMT's coverage penalty B * sum_j log(min(sum_t attention_tj, 1)) over "
+                      'the source positions j to each finished hypothesis\'s score (default 0: none)')
 
 
 COMMANDS = {'train': _train, 'eval': _eval, 'predict': _predict, 'plot-attention': _plot_attention,

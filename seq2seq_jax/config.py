@@ -58,8 +58,14 @@ def default_config() -> ml_collections.ConfigDict:
   m.decoder_size = 128
   m.num_layers = 1            # encoder and decoder layers
   m.bidirectional = True
-  m.attention = 'additive'    # model.attention.KINDS: additive | dot | general | scaled_dot | none
-  m.attention_size = 128      # additive attention's hidden size
+  m.attention = 'additive'    # model.attention.KINDS: additive | dot | general | scaled_dot | none | location |
+                              # coverage | monotonic | mocha
+  m.attention_size = 128      # additive attention's hidden size (also of location, coverage, monotonic, mocha)
+  m.location_filters = 32     # location: filters of the convolution over the previous and cumulative weights
+  m.location_width = 31       # location: their width in source positions (32 x 31 as in Tacotron 2)
+  m.mocha_width = 4           # mocha: chunk width w (source positions ending at the monotonic position)
+  m.monotonic_noise = 1.0     # monotonic, mocha: std of the Gaussian noise added to the energies in training
+  m.monotonic_init_r = -4.0   # monotonic, mocha: initial offset r of the energies (negative: slow to stop)
   m.style = 'bahdanau'        # model.decoder.STYLES: bahdanau (attend with s_{t-1}) | luong (attend with s_t, attentional vector)
   m.input_feeding = True      # luong: feed the attentional vector to the next step
   m.dropout = 0.0             # on embeddings, between layers and on the decoder output
@@ -87,6 +93,10 @@ def default_config() -> ml_collections.ConfigDict:
   t.eval_examples = 1000      # validation sources decoded at each periodic eval (0: all)
   t.attention_plots = 3       # attention PNGs of the first validation sources at each eval (DIR/attention/)
   t.on_nonfinite = 'stop'     # stop | skip: what a NaN/Inf loss or gradient does (the update is never applied)
+  t.coverage_loss = 0.0       # weight λ of See et al.'s coverage loss Σ_t Σ_j min(α_tj, Σ_{t'<t} α_t'j), per token
+  t.guided_loss = 0.0         # weight λ of Tachibana et al.'s guided attention loss (any attention kind)
+  t.guided_width = 0.2        # its width g in W_nt = 1 - exp(-(n/N - t/T)² / (2 g²))
+  t.guided_anneal_steps = 0   # > 0: its weight decays linearly from guided_loss to 0 at this step (0: constant)
 
   c.decode = dc = ml_collections.ConfigDict()
   dc.max_len_a = 1.5          # max output length = a * source_length + b, at most max_len_cap
@@ -241,7 +251,11 @@ def validate(cfg: ml_collections.ConfigDict, num_devices: int | None = None) -> 
            'data.spm_vocab_size', 'train.num_steps', 'train.log_every', 'train.eval_every',
            'train.checkpoint_every', 'train.keep_checkpoints', 'decode.batch_size', 'decode.max_len_cap')
   at_least(0, 'train.warmup_steps', 'train.weight_decay', 'train.eval_examples', 'train.attention_plots',
-           'train.teacher_forcing_min', 'decode.max_len_a', 'decode.max_len_b')
+           'train.teacher_forcing_min', 'decode.max_len_a', 'decode.max_len_b', 'model.monotonic_noise',
+           'train.coverage_loss', 'train.guided_loss', 'train.guided_anneal_steps')
+  at_least(1, 'model.location_filters', 'model.location_width', 'model.mocha_width')
+  if not t.guided_width > 0:
+    raise ConfigError(f'config train.guided_width={t.guided_width!r} must be > 0')
   if not t.learning_rate > 0:
     raise ConfigError(f'config train.learning_rate={t.learning_rate!r} must be > 0')
   if not t.clip_norm > 0:
@@ -263,8 +277,11 @@ def validate(cfg: ml_collections.ConfigDict, num_devices: int | None = None) -> 
   if kind.same_size and m.decoder_size != memory_size:
     raise ConfigError(f'config model.attention={m.attention!r} needs decoder_size == encoder output size '
                       f'({m.decoder_size} != {memory_size}); use attention=general or change the sizes')
-  if style.needs_attention and kind.weights is None:
+  if style.needs_attention and not kind.attends:
     raise ConfigError(f'config model.style={m.style!r} needs an attention function, not {m.attention!r}')
+  for loss in ('coverage_loss', 'guided_loss'):
+    if t[loss] > 0 and not kind.attends:
+      raise ConfigError(f'config train.{loss}={t[loss]!r} needs attention weights, not attention={m.attention!r}')
   if num_devices is not None and d.batch_size % num_devices:
     raise ConfigError(f'config data.batch_size={d.batch_size} does not divide by the {num_devices} devices in '
                       f'use; choose a multiple of {num_devices}')

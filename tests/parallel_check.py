@@ -1,9 +1,11 @@
 """Data parallelism against one device, for tests/test_parallel.py, in a process of its own (8 fake devices):
 
-  XLA_FLAGS=--xla_force_host_platform_device_count=8 python tests/parallel_check.py K OUT_DIR
+  XLA_FLAGS=--xla_force_host_platform_device_count=8 python tests/parallel_check.py K OUT_DIR [KEY=VALUE ...]
 
 Runs K train steps on one device (plain jit), with DataParallel pmap and with DataParallel shard_map on the same
 global batches, then the shard_map traps (check_vma on/off, with/without an extra gradient psum) for one step.
+Config overrides after OUT_DIR (e.g. another attention kind, the attention losses) change the model and the
+training of the three runs; the traps (a model of their own) are then skipped.
 Prints one JSON object (metrics per run and step); the final parameters go to
 OUT_DIR/params_{init,single,pmap,shard_map}.npz.
 """
@@ -32,6 +34,7 @@ OVERRIDES = ['data.batch_size=16', 'data.bucket_step=8', 'model.embed_size=8', '
              'train.teacher_forcing=constant', 'train.teacher_forcing_ratio=1.0', 'train.warmup_steps=2',
              'train.learning_rate=0.01']
 METRICS = ('loss_sum', 'grad_norm', 'tokens', 'correct', 'src_tokens', 'nonfinite')
+AUX_METRICS = ('coverage_loss_sum', 'guided_loss_sum', 'guided_pairs')  # when the run has them
 
 
 def batches(k: int, bucket_step: int) -> list[dict]:
@@ -73,8 +76,8 @@ def host(tree):
 
 
 def main() -> None:
-  k, out_dir = int(sys.argv[1]), sys.argv[2]
-  cfg = config.load_config(os.path.join(ROOT, 'configs/reverse.py'), OVERRIDES)
+  k, out_dir, extra = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
+  cfg = config.load_config(os.path.join(ROOT, 'configs/reverse.py'), OVERRIDES + extra)
   model = Seq2Seq(ModelConfig.from_config(cfg.model, VOCAB, VOCAB))
   data = batches(k, cfg.data.bucket_step)
   init = steps.init_state(model, cfg, jax.random.PRNGKey(0), data[0])
@@ -102,7 +105,25 @@ def main() -> None:
       ms.append(dp.metrics(m))
     runs[mode] = (host(dp.unreplicate(state).params), [host(m) for m in ms])
 
-  # The traps. With check_vma=True the RNN does not trace at all (scan carries: invariant in, varying out).
+  vma_error, traps = '', {}
+  if not extra:
+    vma_error, traps = _traps(model, cfg, init_host, data)
+  for name, (params, _) in {**runs, 'init': (host(init_host.params), [])}.items():
+    flat = jax.tree_util.tree_flatten_with_path(params)[0]
+    np.savez(os.path.join(out_dir, f'params_{name}.npz'), **{jax.tree_util.keystr(p): x for p, x in flat})
+  keys = METRICS + tuple(key for key in AUX_METRICS if key in runs['single'][1][0])
+  report = {'devices': jax.device_count(), 'steps': len(data),
+            'batch_shapes': sorted({str(b['src'].shape) for b in data}),
+            'metrics': {name: {key: [float(m[key]) for m in ms] for key in keys}
+                        for name, (_, ms) in runs.items()},
+            'recompiles': recompiles, 'vma_error': vma_error,
+            'traps': {name: {key: float(m[key]) for key in METRICS} for name, m in traps.items()}}
+  print(json.dumps(report))
+
+
+def _traps(model, cfg, init_host, data) -> tuple[str, dict]:
+  """The shard_map traps: the vma error of the RNN, and the BagOfWords steps' metrics."""
+  # With check_vma=True the RNN does not trace at all (scan carries: invariant in, varying out).
   dp = parallel.DataParallel(model, cfg, mode='shard_map')
   try:
     shard_step(model, cfg, reduce_grads=False, check_vma=True)(dp.replicate(init_host), dp.shard(data[0]))
@@ -120,17 +141,7 @@ def main() -> None:
                                         ('bow_novma_psum', True, False), ('bow_novma_no_psum', False, False)):
     _, m = shard_step(bow, cfg, reduce_grads, check_vma)(dp.replicate(bow_init), dp.shard(data[0]))
     traps[name] = host(m)
-
-  for name, (params, _) in {**runs, 'init': (host(init_host.params), [])}.items():
-    flat = jax.tree_util.tree_flatten_with_path(params)[0]
-    np.savez(os.path.join(out_dir, f'params_{name}.npz'), **{jax.tree_util.keystr(p): x for p, x in flat})
-  report = {'devices': jax.device_count(), 'steps': len(data),
-            'batch_shapes': sorted({str(b['src'].shape) for b in data}),
-            'metrics': {name: {key: [float(m[key]) for m in ms] for key in METRICS}
-                        for name, (_, ms) in runs.items()},
-            'recompiles': recompiles, 'vma_error': vma_error,
-            'traps': {name: {key: float(m[key]) for key in METRICS} for name, m in traps.items()}}
-  print(json.dumps(report))
+  return vma_error, traps
 
 
 if __name__ == '__main__':

@@ -25,6 +25,10 @@ MODELS = {  # model keyword arguments beside the sizes below
     'general-luong-bilstm-2layers': {'attention': 'general', 'style': 'luong', 'cell': 'lstm', 'num_layers': 2},
     'dot-luong-no-feeding': {'attention': 'dot', 'style': 'luong', 'input_feeding': False, 'decoder_size': 192},
     'no-attention': {'attention': 'none'},
+    'location': {'attention': 'location', 'location_filters': 6, 'location_width': 5},
+    'coverage-luong': {'attention': 'coverage', 'style': 'luong'},
+    'monotonic': {'attention': 'monotonic'},
+    'mocha': {'attention': 'mocha', 'mocha_width': 3},
 }
 
 

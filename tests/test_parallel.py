@@ -92,6 +92,27 @@ def test_shard_map_gradient_traps(check):
   assert t['bow_novma_no_psum']['grad_norm'] < 0.5 * single
 
 
+def test_stateful_kind_with_attention_losses_trains_like_one_device(tmp_path):
+  """mocha (attention state in the carry) with the coverage and guided losses, whose normalisers are summed over
+  the devices: pmap and shard_map give one device's parameters and loss sums (no noise: each device draws its
+  own, as it does its own dropout)."""
+  overrides = ['model.attention=mocha', 'model.mocha_width=2', 'model.monotonic_noise=0.0',
+               'model.monotonic_init_r=0.0', 'train.coverage_loss=0.5', 'train.guided_loss=1.0']
+  r = subprocess.run([sys.executable, os.path.join(ROOT, 'tests', 'parallel_check.py'), '3', str(tmp_path),
+                      *overrides], cwd=ROOT, env=_env(DEVICES), capture_output=True, text=True, timeout=280)
+  assert r.returncode == 0, r.stderr[-3000:]
+  report = json.loads(r.stdout.strip().splitlines()[-1])
+  single = _params(tmp_path, 'single')
+  for mode in ('pmap', 'shard_map'):
+    params = _params(tmp_path, mode)
+    for key in single:
+      np.testing.assert_allclose(params[key], single[key], rtol=1e-5, atol=1e-6, err_msg=f'{mode} {key}')
+    for key in ('loss_sum', 'grad_norm', 'coverage_loss_sum', 'guided_loss_sum', 'guided_pairs'):
+      np.testing.assert_allclose(report['metrics'][mode][key], report['metrics']['single'][key], rtol=1e-5,
+                                 err_msg=f'{mode} {key}')
+  assert min(report['metrics']['single']['guided_loss_sum']) > 0
+
+
 def test_batch_size_must_divide_by_the_devices():
   cfg = config.default_config()
   cfg.data.batch_size = 16

@@ -12,13 +12,21 @@ non-EOS candidates stay live. At the first step only beam 0 is live (the others 
 start distinct. The length limit and EOS forcing are greedy's (`greedy.LengthRule`); PAD and BOS are never
 emitted. With K = 1 and alpha = 0 the result is exactly greedy's (tokens, and the score as log-prob sum).
 
+Coverage penalty (GNMT, Wu et al., 2016), with `coverage_penalty` β > 0: a finished hypothesis's score is
+  logp / lp(len) + cp,   cp = β Σ_j log(min(Σ_t α_{t,j}, 1))
+over the real source positions j, the sum over all its output steps t (EOS included); each live hypothesis
+carries its running attention sum, reordered with the beams. The sum is floored at COVERAGE_FLOOR before the
+log, so that a position no step attended to (hard monotonic attention leaves most at exactly 0) costs
+β log(COVERAGE_FLOOR) instead of -inf. Live hypotheses are still ranked by raw log-prob.
+
 Stopping criterion: a live hypothesis's raw log-prob can only decrease (each token adds a log-prob <= 0) and
 its final length lies between t + 2 and limit + 1 (EOS included), so its final score is at most
   bound = best live logp / max(lp(t + 2), lp(limit + 1))
 (lp is monotone in len, so its largest value is at one end: at limit + 1 for alpha >= 0). A sentence is done
 when bound <= the score of its N-th kept finished hypothesis (-inf while fewer than N are kept): no live
 hypothesis can then enter the buffer (on ties the kept one wins), so stopping early never changes the result;
-`early_stop=False` runs every sentence to its limit instead, to check that. The loop ends when every sentence
+`early_stop=False` runs every sentence to its limit instead, to check that. The coverage penalty is ≤ 0, so the
+bound holds with it too. The loop ends when every sentence
 is done. Results depend only on each sentence's own source: not on the batch, its order or its padding.
 """
 
@@ -43,6 +51,15 @@ def normalise(logp, length, alpha: float):
   return logp / length_penalty(length, alpha)
 
 
+COVERAGE_FLOOR = 1e-6
+
+
+def coverage_penalty_of(coverage_BxS, mask_BxS, beta: float):
+  """GNMT's cp = β Σ_j log(min(coverage_j, 1)) over real positions (coverage floored at COVERAGE_FLOOR)."""
+  logs_BxS = jnp.log(jnp.clip(coverage_BxS, COVERAGE_FLOOR, 1.0))
+  return beta * jnp.where(mask_BxS, logs_BxS, 0.0).sum(-1)
+
+
 @flax.struct.dataclass
 class Finished:
   """The N best finished hypotheses of each sentence, best first (B, N); -inf scores in unfilled slots."""
@@ -62,6 +79,7 @@ class BeamState:
   tokens: jax.Array     # (B, L, K) token chosen by each live hypothesis at each step
   parents: jax.Array    # (B, L, K) the live beam each one extended (back-pointers)
   attn: jax.Array       # (B, L, K, S)
+  coverage: jax.Array   # (B*K, S) attention summed over each live hypothesis's steps ((B*K, 0) without penalty)
   done: jax.Array       # (B,) no live hypothesis can still enter the finished buffer
   fin: Finished
 
@@ -88,10 +106,11 @@ def _backtrack(st: BeamState, steps: int) -> tuple[jax.Array, jax.Array]:
 
 
 def beam_search(encode: Callable, step: Callable, src_BxS, src_len_B, rule: LengthRule, *, beam: int,
-                nbest: int = 1, alpha: float = 0.0, early_stop: bool = True) -> dict:
+                nbest: int = 1, alpha: float = 0.0, early_stop: bool = True, coverage_penalty: float = 0.0) -> dict:
   """Returns, best first per sentence: tokens (B, N, L) (PAD after EOS), lengths (B, N) (without EOS),
-  scores (B, N) (normalised), logprobs (B, N) (raw sums, EOS included), attention (B, N, L, S), and the
-  number of steps run. A slot that no hypothesis could fill (tiny vocabularies) has score -inf."""
+  scores (B, N) (normalised, plus the coverage penalty if any), logprobs (B, N) (raw sums, EOS included),
+  attention (B, N, L, S), and the number of steps run. A slot that no hypothesis could fill (tiny vocabularies)
+  has score -inf."""
   if not 1 <= nbest <= beam:
     raise ValueError(f'need 1 <= nbest <= beam, got nbest={nbest}, beam={beam}')
   k = beam
@@ -100,11 +119,14 @@ def beam_search(encode: Callable, step: Callable, src_BxS, src_len_B, rule: Leng
   limit_B = rule.limits(src_len_B)
   carry, memory = encode(src_BxS, src_len_B)
   carry, memory = jax.tree.map(lambda x: jnp.repeat(x, k, axis=0), (carry, memory))
+  mask_BxS = jnp.arange(src_steps)[None, :] < src_len_B[:, None]
+  penalised = coverage_penalty != 0
   state = BeamState(
       t=jnp.int32(0), y=jnp.full((batch * k,), BOS, jnp.int32), carry=carry,
       logp=jnp.full((batch, k), -jnp.inf).at[:, 0].set(0.0),
       tokens=jnp.full((batch, steps, k), PAD, jnp.int32), parents=jnp.zeros((batch, steps, k), jnp.int32),
       attn=jnp.zeros((batch, steps, k, src_steps)), done=jnp.zeros((batch,), bool),
+      coverage=jnp.zeros((batch * k, src_steps if penalised else 0)),
       fin=Finished(score=jnp.full((batch, nbest), -jnp.inf), logp=jnp.full((batch, nbest), -jnp.inf),
                    end=jnp.zeros((batch, nbest), jnp.int32), slot=jnp.zeros((batch, nbest), jnp.int32),
                    attn=jnp.zeros((batch, nbest, src_steps))))
@@ -124,10 +146,16 @@ def beam_search(encode: Callable, step: Callable, src_BxS, src_len_B, rule: Leng
     top_BxM, flat_BxM = jax.lax.optimization_barrier(jax.lax.top_k(cand_BxKxV.reshape(batch, k * vocab), 2 * k))
     parent_BxM, token_BxM = flat_BxM // vocab, flat_BxM % vocab
     attn_BxKxS = attn_BKxS.reshape(batch, k, src_steps)
+    score_BxK = normalise(top_BxM[:, :k], t + 1, alpha)
+    coverage_BKxS = st.coverage
+    if penalised:  # each candidate's coverage is its parent's, this step included
+      coverage_BKxS = coverage_BKxS + attn_BKxS
+      ends_coverage_BxKxS = _gather(coverage_BKxS.reshape(batch, k, src_steps), parent_BxM[:, :k])
+      score_BxK = score_BxK + coverage_penalty_of(ends_coverage_BxKxS, mask_BxS[:, None, :], coverage_penalty)
 
     # EOS among the K best candidates: into the buffer of the N best finished (kept ones first on ties).
     ends_BxK = (token_BxM[:, :k] == EOS) & jnp.isfinite(top_BxM[:, :k])
-    new = Finished(score=jnp.where(ends_BxK, normalise(top_BxM[:, :k], t + 1, alpha), -jnp.inf),
+    new = Finished(score=jnp.where(ends_BxK, score_BxK, -jnp.inf),
                    logp=top_BxM[:, :k], end=jnp.full((batch, k), t), slot=parent_BxM[:, :k],
                    attn=_gather(attn_BxKxS, parent_BxM[:, :k]))
     pool = jax.tree.map(lambda old, x: jnp.concatenate([old, x], axis=1), st.fin, new)
@@ -141,6 +169,7 @@ def beam_search(encode: Callable, step: Callable, src_BxS, src_len_B, rule: Leng
     bound_B = logp_BxK.max(-1) / jnp.maximum(length_penalty(t + 2, alpha), length_penalty(limit_B + 1, alpha))
     hopeless_B = bound_B <= fin.score[:, -1] if early_stop else jnp.isneginf(bound_B)
     return BeamState(t=t + 1, y=token_BxK.reshape(-1), carry=jax.tree.map(lambda x: x[rows_BK], carry),
+                     coverage=coverage_BKxS[rows_BK],
                      logp=logp_BxK, tokens=st.tokens.at[:, t].set(token_BxK),
                      parents=st.parents.at[:, t].set(parent_BxK),
                      attn=st.attn.at[:, t].set(_gather(attn_BxKxS, parent_BxK)),
@@ -160,8 +189,9 @@ class Beam:
   nbest: int = 1
   alpha: float = 0.0
   early_stop: bool = True
+  coverage_penalty: float = 0.0
 
   def __call__(self, encode, step, src_BxS, src_len_B, keys_B=None) -> dict:
     del keys_B
     return beam_search(encode, step, src_BxS, src_len_B, self.rule, beam=self.beam, nbest=self.nbest,
-                       alpha=self.alpha, early_stop=self.early_stop)
+                       alpha=self.alpha, early_stop=self.early_stop, coverage_penalty=self.coverage_penalty)

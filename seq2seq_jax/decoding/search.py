@@ -20,9 +20,11 @@ from seq2seq_jax.errors import ConfigError
 
 @dataclasses.dataclass(frozen=True)
 class DecodeOptions:
-  """How to decode: greedy (the default), beam search (beam > 1 or alpha != 0) or sampling (sample=True).
+  """How to decode: greedy (the default), beam search (beam > 1, alpha != 0 or coverage_penalty != 0) or sampling
+  (sample=True).
 
-  nbest: outputs per source (at most beam); alpha: beam search's GNMT length penalty (see beam.py);
+  nbest: outputs per source (at most beam); alpha: beam search's GNMT length penalty, coverage_penalty: its
+  coverage penalty β ≥ 0 (see beam.py);
   temperature, top_k (None: the whole vocabulary) and seed: sampling (see sampling.py); batch_size: sources
   decoded together (0: cfg.decode.batch_size; beam search runs batch_size * beam rows).
   """
@@ -34,6 +36,7 @@ class DecodeOptions:
   top_k: int | None = None
   seed: int = 0
   batch_size: int = 0
+  coverage_penalty: float = 0.0
 
   def __post_init__(self):
     problems = [(self.beam < 1, f'beam must be >= 1, got {self.beam}'),
@@ -43,7 +46,9 @@ class DecodeOptions:
                 (self.top_k is not None and self.top_k < 1, f'top-k must be >= 1, got {self.top_k}'),
                 (not self.temperature > 0, f'temperature must be > 0, got {self.temperature}'),
                 (self.batch_size < 0, f'batch size must be >= 1 (0: the config\'s), got {self.batch_size}'),
-                (self.sample and (self.beam > 1 or self.alpha != 0), 'sampling takes no beam or alpha'),
+                (not self.coverage_penalty >= 0, f'coverage penalty must be >= 0, got {self.coverage_penalty}'),
+                (self.sample and (self.beam > 1 or self.alpha != 0 or self.coverage_penalty != 0),
+                 'sampling takes no beam, alpha or coverage penalty'),
                 (not self.sample and (self.temperature != 1 or self.top_k is not None),
                  'temperature and top-k apply to sampling only')]
     for bad, message in problems:
@@ -54,8 +59,8 @@ class DecodeOptions:
     """The search object these options ask for, with the length rule `rule`."""
     if self.sample:
       return Sample(rule, float(self.temperature), self.top_k)
-    if self.beam > 1 or self.alpha != 0:
-      return Beam(rule, self.beam, self.nbest, float(self.alpha))
+    if self.beam > 1 or self.alpha != 0 or self.coverage_penalty != 0:
+      return Beam(rule, self.beam, self.nbest, float(self.alpha), coverage_penalty=float(self.coverage_penalty))
     return Greedy(rule)
 
 

@@ -2,23 +2,35 @@
 
 Shapes: B batch, S source positions, Q query size (decoder state), D value size (encoder output),
 A additive hidden size. A kind is a `Kind` in `KINDS`; everything else (the decoder, config validation,
-FLOP counting, every decoder loop) reads it from there, so adding a kind is one entry in this file.
+FLOP counting, every decoder loop) reads it from there, so adding a kind is one entry in this file (its
+functions may live in a module of their own: location.py, monotonic.py).
 
 A kind has
-  init(rng, query_size, value_size, attention_size) -> params
+  init(rng, query_size, value_size, attention_size, **settings) -> params
   keys(params, values_BxSxD) -> keys         the source-side part of the score, once per source sequence
   weights(params, query_BxQ, keys, mask_BxS, state) -> weights_BxS
                                              masked positions get exactly zero weight
   init_state(mask_BxS) -> state              per-step attention state (any pytree; `()` for stateless kinds)
   update_state(state, weights_BxS) -> state  after each decoder step
-The decoder keeps the state in its carry, so the teacher-forced scan, greedy, sampling and beam search (which
-reorders it with its beams like any other carry) serve stateful kinds without knowing which kind runs.
+or, instead of `weights` / `update_state`, for a kind whose next state is not a function of its weights alone or
+that decodes by another rule than it trains:
+  step(params, query_BxQ, keys, mask_BxS, state, *, hard, noise_BxS, **settings) -> (weights_BxS, state)
+                                             hard: False in the teacher-forced scan (training, evaluation
+                                             loss), True in the decoders; noise_BxS: training noise or None
+`settings(c)` picks the kind's own hyper-parameters from the ModelConfig (e.g. location filters), passed to
+`init` and `step` as keywords. The decoder keeps the state in its carry, so the teacher-forced scan, greedy,
+sampling and beam search (which reorders it with its beams like any other carry) serve stateful kinds without
+knowing which kind runs.
 
   additive   (Bahdanau)  score = vᵀ tanh(W s + U h)   keys = U h + b      (B, S, A)
   dot        (Luong)     score = sᵀ h                 keys = h            (B, S, D), needs Q == D
   general    (Luong)     score = sᵀ W h               keys = h Wᵀ         (B, S, Q)
   scaled_dot             score = sᵀ h / √D            keys = h            (B, S, D), needs Q == D
   none                   no attention: the context is the encoder's final state at every step
+  location   (Chorowski) score = wᵀ tanh(W s + V h + U f + b), f = F * [α_{i-1}; Σ α]      location.py
+  coverage   (Tu; See)   score = vᵀ tanh(W s + V h + w_c Σ_{i'<i} α_{i'} + b)            location.py
+  monotonic  (Raffel)    expected (soft) / hard monotonic alignment                      monotonic.py
+  mocha      (Chiu)      soft attention over a chunk of W positions ending at the monotonic one  monotonic.py
 """
 
 import dataclasses
@@ -27,20 +39,8 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
-NEG_INF = -1e30
-
-
-def masked_softmax(scores_BxS: jax.Array, mask_BxS: jax.Array) -> jax.Array:
-  """Softmax over positions where mask is True; exactly 0 elsewhere (and all-zero rows stay finite)."""
-  scores_BxS = jnp.where(mask_BxS, scores_BxS, NEG_INF)
-  scores_BxS = scores_BxS - jax.lax.stop_gradient(scores_BxS.max(axis=-1, keepdims=True))
-  e_BxS = jnp.where(mask_BxS, jnp.exp(scores_BxS), 0.0)
-  return e_BxS / jnp.maximum(e_BxS.sum(axis=-1, keepdims=True), 1e-30)
-
-
-def context(weights_BxS: jax.Array, values_BxSxD: jax.Array) -> jax.Array:
-  """The weighted sum of the values: (B, D)."""
-  return jnp.einsum('bs,bsd->bd', weights_BxS, values_BxSxD)
+from seq2seq_jax.model import energies, location as loc, monotonic as mono
+from seq2seq_jax.model.energies import NEG_INF, context, init_additive, masked_softmax  # noqa: F401
 
 
 def no_state(mask_BxS):
@@ -59,31 +59,34 @@ def _mm(m: int, k: int, n: int) -> int:
 
 @dataclasses.dataclass(frozen=True)
 class Kind:
-  """One attention kind (see the module docstring). `weights` None: no attention (the decoder reads the
-  encoder's final state). `same_size`: the query must have the values' size (dot products of s and h).
-  `flops_keys(c, batch, src_len)` / `flops_scores(c, batch, src_len)`: matmul FLOPs of the key projection
-  (once per source) and of one step's scores (the context sum is counted by the caller)."""
+  """One attention kind (see the module docstring). `weights` and `step` both None: no attention (the decoder
+  reads the encoder's final state). `same_size`: the query must have the values' size (dot products of s and
+  h). `noisy`: `step` takes training noise of std `model.monotonic_noise`. `flops_keys(c, batch, src_len)` /
+  `flops_scores(c, batch, src_len)`: matmul FLOPs of the key projection (once per source) and of one step's
+  scores (the context sum is counted by the caller)."""
   init: Callable[..., dict]
   keys: Callable[[dict, jax.Array], Any]
   weights: Callable[..., jax.Array] | None
   init_state: Callable[[jax.Array], Any] = no_state
   update_state: Callable[[Any, jax.Array], Any] = keep_state
+  step: Callable[..., tuple] | None = None
+  settings: Callable[[Any], dict] = lambda c: {}
+  noisy: bool = False
   same_size: bool = False
   flops_keys: Callable[..., int] = lambda c, batch, src_len: 0
   flops_scores: Callable[..., int] = lambda c, batch, src_len: 0
+
+  @property
+  def attends(self) -> bool:
+    """False for 'none': no weights at all."""
+    return self.weights is not None or self.step is not None
 
 
 def _split3(rng):
   return jax.random.split(rng, 3)
 
 
-def _init_additive(rng, query_size: int, value_size: int, attention_size: int) -> dict:
-  k1, k2, k3 = _split3(rng)
-  glorot = jax.nn.initializers.glorot_uniform()
-  return {'w_q': glorot(k1, (query_size, attention_size)),
-          'u_k': glorot(k2, (value_size, attention_size)),
-          'b': jnp.zeros((attention_size,)),
-          'v': jax.random.uniform(k3, (attention_size,), minval=-0.1, maxval=0.1)}
+_init_additive = init_additive
 
 
 def _init_general(rng, query_size: int, value_size: int, attention_size: int) -> dict:
@@ -140,4 +143,21 @@ KINDS: dict[str, Kind] = {
     'scaled_dot': Kind(init=_no_params, keys=_values_as_keys, weights=scaled_dot, same_size=True,
                        flops_scores=_dot_scores_flops),
     'none': Kind(init=_no_params, keys=lambda p, v_BxSxD: (), weights=None),
+    'location': Kind(
+        init=loc.init_location, keys=energies.additive_keys, weights=loc.location, init_state=loc.location_state,
+        update_state=loc.location_update,
+        settings=lambda c: {'filters': c.location_filters, 'width': c.location_width},
+        flops_keys=energies.additive_flops_keys, flops_scores=loc.location_flops_scores),
+    'coverage': Kind(
+        init=loc.init_coverage, keys=energies.additive_keys, weights=loc.coverage, init_state=loc.coverage_state,
+        update_state=loc.coverage_update, flops_keys=energies.additive_flops_keys,
+        flops_scores=energies.additive_flops_scores),
+    'monotonic': Kind(
+        init=mono.init_monotonic, keys=energies.additive_keys, weights=None, init_state=mono.monotonic_state,
+        step=mono.monotonic_step, settings=lambda c: {'init_r': c.monotonic_init_r}, noisy=True,
+        flops_keys=energies.additive_flops_keys, flops_scores=energies.additive_flops_scores),
+    'mocha': Kind(
+        init=mono.init_mocha, keys=mono.mocha_keys, weights=None, init_state=mono.monotonic_state,
+        step=mono.mocha_step, settings=lambda c: {'init_r': c.monotonic_init_r, 'width': c.mocha_width},
+        noisy=True, flops_keys=mono.mocha_flops_keys, flops_scores=mono.mocha_flops_scores),
 }

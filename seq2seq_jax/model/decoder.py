@@ -13,6 +13,7 @@ h̃_{t-1}, 'attention': the attention kind's per-step state}.
 """
 
 import dataclasses
+import functools
 from typing import Callable
 
 import jax
@@ -91,7 +92,7 @@ def feature_size(c) -> int:
 def init(rng, c) -> dict:
   k = iter(jax.random.split(rng, 2 * c.num_layers + 6))
   glorot = jax.nn.initializers.glorot_uniform()
-  h, style = c.decoder_size, STYLES[c.style]
+  h, style, kind = c.decoder_size, STYLES[c.style], attention.KINDS[c.attention]
   layers = [cells.init(next(k), c.cell, c.embed_size + style.extra_size(c) if i == 0 else h, h)
             for i in range(c.num_layers)]
   # Initial states from the encoder's final ones: h through tanh, an LSTM's c linearly.
@@ -101,7 +102,7 @@ def init(rng, c) -> dict:
     bridge = [{'w_h': b['w_h'], 'b_h': b['b_h']} for b in bridge]
   params = {'embed': jax.random.normal(next(k), (c.tgt_vocab, c.embed_size)) * c.embed_size ** -0.5,
             'layers': layers, 'bridge': bridge,
-            'attention': attention.KINDS[c.attention].init(next(k), h, c.memory_size, c.attention_size),
+            'attention': kind.init(next(k), h, c.memory_size, c.attention_size, **kind.settings(c)),
             'out_w': glorot(next(k), (feature_size(c), c.tgt_vocab)), 'out_b': jnp.zeros((c.tgt_vocab,))}
   params.update(style.init(next(k), c))
   return params
@@ -149,14 +150,30 @@ def _weights_and_context(kind, query_BxH, keys, values_BxSxD, mask_BxS, params, 
   return weights_BxS, attention.context(weights_BxS, values_BxSxD)
 
 
-def step(params, c, carry: dict, yp_BxG, memory: dict) -> tuple[dict, jax.Array, jax.Array]:
-  """One decoder step from the embedded previous token. Returns (carry, features (B, F), attention (B, S))."""
+def _step_and_context(kind, hard, settings, query_BxH, keys, values_BxSxD, mask_BxS, params, state, noise_BxS):
+  weights_BxS, state = kind.step(params, query_BxH, keys, mask_BxS, state, hard=hard, noise_BxS=noise_BxS,
+                                 **settings)
+  return weights_BxS, attention.context(weights_BxS, values_BxSxD), state
+
+
+def step(params, c, carry: dict, yp_BxG, memory: dict, *, hard: bool = False,
+         noise_BxS=None) -> tuple[dict, jax.Array, jax.Array]:
+  """One decoder step from the embedded previous token. Returns (carry, features (B, F), attention (B, S)).
+
+  `hard`: the decoders' rule of kinds that decode by another rule than they train (monotonic, mocha); False in
+  the teacher-forced scan. `noise_BxS`: training noise for the kinds that take it (None: none)."""
   kind, style = attention.KINDS[c.attention], STYLES[c.style]
+  stepped = {}  # the next attention state of a kind with its own `step`, set by `attend`
 
   def attend(query_BxH):
-    if kind.weights is None:
+    if not kind.attends:
       return jnp.zeros(memory['mask'].shape, query_BxH.dtype), memory['context']
     # Recomputed in the backward pass: storing its (B, S, A) activations for every step costs more than that.
+    if kind.step is not None:
+      scorer = jax.checkpoint(functools.partial(_step_and_context, kind, hard, kind.settings(c)))
+      weights_BxS, ctx_BxD, stepped['state'] = scorer(query_BxH, memory['keys'], memory['values'], memory['mask'],
+                                                      params['attention'], carry['attention'], noise_BxS)
+      return weights_BxS, ctx_BxD
     scorer = jax.checkpoint(lambda *args: _weights_and_context(kind, *args))
     return scorer(query_BxH, memory['keys'], memory['values'], memory['mask'], params['attention'],
                   carry['attention'])
@@ -172,19 +189,24 @@ def step(params, c, carry: dict, yp_BxG, memory: dict) -> tuple[dict, jax.Array,
     new = cells.step(c.cell, layer, tuple(s[None] for s in state), xp_BxG[None])
     states.append(tuple(s[0] for s in new))
   features_BxF, feed_BxH, attn_BxS = style.after(params, c, carry, states[-1][0], extra, pending, attend)
-  carry = {'states': states, 'feed': feed_BxH, 'attention': kind.update_state(carry['attention'], attn_BxS)}
+  attention_state = stepped['state'] if 'state' in stepped else kind.update_state(carry['attention'], attn_BxS)
+  carry = {'states': states, 'feed': feed_BxH, 'attention': attention_state}
   return carry, features_BxF, attn_BxS
 
 
 def logits(params, features):
   return features @ params['out_w'] + params['out_b']
+
+
 def teacher_forced(params, c, carry: dict, memory: dict, tgt_in_BxT, *, tf_ratio=1.0, dropout_rng=None,
-                   sample_rng=None) -> tuple[jax.Array, jax.Array]:
+                   sample_rng=None, noise_rng=None) -> tuple[jax.Array, jax.Array]:
   """Runs `step` over all target positions. Returns logits (B, T, V) and attention (B, T, S).
 
   With `sample_rng` (scheduled sampling), each step after the first reads the gold previous token with
   probability `tf_ratio` and otherwise a token sampled from the model's own previous prediction (the coin
   is flipped per sentence and step). Dropout (with `dropout_rng`) hits target embeddings and output features.
+  With `noise_rng`, a kind that takes training noise (`Kind.noisy`) gets N(0, model.monotonic_noise²) per
+  sentence, step and source position. Attention runs soft (`hard=False`) here.
   """
   batch, steps = tgt_in_BxT.shape
   emb_mask_BxTxE = None
@@ -199,6 +221,8 @@ def teacher_forced(params, c, carry: dict, memory: dict, tgt_in_BxT, *, tf_ratio
     xs['key'] = jax.random.split(token_rng, steps)
     xs['emb_mask'] = (jnp.ones((steps, batch, c.embed_size), c.compute_dtype) if emb_mask_BxTxE is None
                       else jnp.moveaxis(emb_mask_BxTxE, 1, 0))
+  if noise_rng is not None:
+    xs['noise'] = c.monotonic_noise * jax.random.normal(noise_rng, (steps,) + memory['mask'].shape)
 
   def body(loop, x):
     carry, prev_features = loop
@@ -206,7 +230,7 @@ def teacher_forced(params, c, carry: dict, memory: dict, tgt_in_BxT, *, tf_ratio
     if sample_rng is not None:
       sampled_B = jax.random.categorical(x['key'], logits(params, jax.lax.stop_gradient(prev_features)))
       yp_BxG = jnp.where(x['gold'][:, None], yp_BxG, embed(params, c, sampled_B, x['emb_mask']))
-    carry, features_BxF, attn_BxS = step(params, c, carry, yp_BxG, memory)
+    carry, features_BxF, attn_BxS = step(params, c, carry, yp_BxG, memory, noise_BxS=x.get('noise'))
     return (carry, features_BxF), (features_BxF, attn_BxS)
 
   features0 = jnp.zeros((batch, feature_size(c)), yp_BxTxG.dtype)

@@ -38,7 +38,7 @@ def encoder(c: ModelConfig, batch: int, src_len: int) -> int:
 def _attend(c: ModelConfig, batch: int, src_len: int) -> int:
   """One decoder step's attention: scores and the weighted sum of the values."""
   kind = KINDS[c.attention]
-  if kind.weights is None:
+  if not kind.attends:
     return 0
   # context: weights (1, S) @ values (S, D) per row
   return kind.flops_scores(c, batch, src_len) + _mm(batch * src_len, 1, c.memory_size)
@@ -51,7 +51,7 @@ def decoder(c: ModelConfig, batch: int, src_len: int, tgt_len: int) -> int:
   once = c.num_layers * _mm(batch, d, h) * CELLS[c.cell].num_states  # bridge
   once += kind.flops_keys(c, batch, src_len)
   step = _mm(batch, c.embed_size + style.extra_size(c), g) + _mm(batch, h, g)  # first layer: inputs, recurrence
-  if kind.weights is None:  # the extra input is the same context at every step: XLA projects it once
+  if not kind.attends:  # the extra input is the same context at every step: XLA projects it once
     once, step = once + _mm(batch, d, g), step - _mm(batch, d, g)
   step += (c.num_layers - 1) * (_mm(batch, h, g) + _mm(batch, h, g))
   step += _attend(c, batch, src_len)

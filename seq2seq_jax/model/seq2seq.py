@@ -18,7 +18,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from seq2seq_jax.model import decoder, encoder
+from seq2seq_jax.model import attention, decoder, encoder
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,6 +40,11 @@ class ModelConfig:
   scan_unroll: int = 1
   compute_dtype: str = 'float32'
   remat: bool = False
+  location_filters: int = 32
+  location_width: int = 31
+  mocha_width: int = 4
+  monotonic_noise: float = 1.0
+  monotonic_init_r: float = -4.0
 
   @property
   def memory_size(self) -> int:
@@ -77,21 +82,27 @@ class Seq2Seq(nn.Module):
     return decoder.prepare(self._params(self.dec), c, memory_BxSxD, src_len_B, finals)
 
   def decode_step(self, carry: dict, y_B, memory: dict) -> tuple[dict, jax.Array, jax.Array]:
-    """One inference step from the previous tokens (B,): (carry, logits (B, V), attention (B, S))."""
+    """One inference step from the previous tokens (B,): (carry, logits (B, V), attention (B, S)); attention
+    kinds with a hard decoding rule (monotonic, mocha) use it here."""
     dec = self._params(self.dec)
     yp_BxG = decoder.embed(dec, self.c, y_B, table=True)
-    carry, features_BxF, attn_BxS = decoder.step(dec, self.c, carry, yp_BxG, memory)
+    carry, features_BxF, attn_BxS = decoder.step(dec, self.c, carry, yp_BxG, memory, hard=True)
     return carry, decoder.logits(dec, features_BxF).astype(jnp.float32), attn_BxS
 
   def __call__(self, src_BxS, src_len_B, tgt_in_BxT, train: bool = False, tf_ratio=1.0,
                sample: bool = False) -> tuple[jax.Array, jax.Array]:
-    """Teacher-forced logits (B, T, V) and attention (B, T, S); `sample` turns on scheduled sampling."""
+    """Teacher-forced logits (B, T, V) and attention (B, T, S), the attention soft (the expected alignment of
+    monotonic kinds); `sample` turns on scheduled sampling. In training (`train`), kinds that take noise get it
+    from the 'dropout' stream, drawn after the dropout masks (which it thus leaves as they were)."""
+    c = self.c
     carry, memory = self.encode(src_BxS, src_len_B, train)
-    dropout_rng = self.make_rng('dropout') if train and self.c.dropout > 0 else None
+    dropout_rng = self.make_rng('dropout') if train and c.dropout > 0 else None
+    noisy = train and attention.KINDS[c.attention].noisy and c.monotonic_noise > 0
+    noise_rng = self.make_rng('dropout') if noisy else None
     sample_rng = self.make_rng('sampling') if sample else None
-    logits_BxTxV, attn_BxTxS = decoder.teacher_forced(self._params(self.dec), self.c, carry, memory, tgt_in_BxT,
+    logits_BxTxV, attn_BxTxS = decoder.teacher_forced(self._params(self.dec), c, carry, memory, tgt_in_BxT,
                                                       tf_ratio=tf_ratio, dropout_rng=dropout_rng,
-                                                      sample_rng=sample_rng)
+                                                      sample_rng=sample_rng, noise_rng=noise_rng)
     return logits_BxTxV.astype(jnp.float32), attn_BxTxS
 
 

@@ -73,6 +73,8 @@ def decode_speed(predictor, references: list[tuple[str, list[str]]], options, re
     seconds.append(time.perf_counter() - start)
   median = sorted(seconds)[len(seconds) // 2]
   rates = evaluate.score(predictor, [r['tokens'] for r in results], references)
-  return {'sources': len(ids), 'beam': options.beam, 'batch_size': options.batch_size or predictor.cfg.decode.batch_size,
+  return {'sources': len(ids), 'beam': options.beam, 'alpha': options.alpha,
+          'coverage_penalty': options.coverage_penalty,
+          'batch_size': options.batch_size or predictor.cfg.decode.batch_size,
           'first_pass_s': round(first, 3), 'seconds': [round(x, 3) for x in seconds],
           'sources_per_s': round(len(ids) / median, 1), 'per': rates['per'], 'wer': rates['wer']}

@@ -62,6 +62,14 @@ def teacher_forcing_ratio(t, step):
   return jnp.maximum(t.teacher_forcing_min, t.teacher_forcing_ratio * decay)
 
 
+def guided_weight(t, step):
+  """The guided attention loss's weight at `step`: train.guided_loss, or with train.guided_anneal_steps = A > 0
+  decaying linearly to 0 at step A: λ · max(0, 1 − step / A)."""
+  if t.guided_anneal_steps <= 0:
+    return jnp.float32(t.guided_loss)
+  return t.guided_loss * jnp.maximum(0.0, 1.0 - jnp.asarray(step, jnp.float32) / t.guided_anneal_steps)
+
+
 def uses_sampling(t) -> bool:
   return t.teacher_forcing != 'constant' or t.teacher_forcing_ratio < 1.0
 
@@ -91,15 +99,26 @@ def train_step(state: TrainState, batch: dict, *, model, cfg, axis_name=None, re
     dropout_rng = jax.random.fold_in(dropout_rng, jax.lax.axis_index(axis_name))
     sample_rng = jax.random.fold_in(sample_rng, jax.lax.axis_index(axis_name))
   tokens = _psum(batch['weights'].sum(), axis_name)
+  if t.guided_loss > 0:  # the number of real (source position, target step) pairs, over all devices
+    guided_pairs = _psum((batch['weights'].sum(-1) * batch['src_len']).sum(), axis_name)
 
   def loss_fn(params):
-    logits, _ = model.apply({'params': params}, batch['src'], batch['src_len'], batch['tgt_in'], train=True,
-                            tf_ratio=teacher_forcing_ratio(t, state.step), sample=uses_sampling(t),
-                            rngs={'dropout': dropout_rng, 'sampling': sample_rng})
+    logits, attn = model.apply({'params': params}, batch['src'], batch['src_len'], batch['tgt_in'], train=True,
+                               tf_ratio=teacher_forcing_ratio(t, state.step), sample=uses_sampling(t),
+                               rngs={'dropout': dropout_rng, 'sampling': sample_rng})
     loss_sum, _ = losses.cross_entropy(logits, batch['tgt_out'], batch['weights'], t.label_smoothing)
-    return loss_sum / jnp.maximum(tokens, 1.0), (loss_sum, logits)
+    loss, aux = loss_sum / jnp.maximum(tokens, 1.0), {}
+    # The auxiliary attention losses only exist when weighted: a run without them computes what it always did.
+    if t.coverage_loss > 0:
+      aux['coverage_loss_sum'] = losses.coverage_loss(attn, batch['weights'])
+      loss = loss + t.coverage_loss * aux['coverage_loss_sum'] / jnp.maximum(tokens, 1.0)
+    if t.guided_loss > 0:
+      aux['guided_loss_sum'] = losses.guided_attention_loss(attn, batch['src_len'], batch['weights'],
+                                                            t.guided_width)[0]
+      loss = loss + guided_weight(t, state.step) * aux['guided_loss_sum'] / jnp.maximum(guided_pairs, 1.0)
+    return loss, (loss_sum, logits, aux)
 
-  grads, (loss_sum, logits) = jax.grad(loss_fn, has_aux=True)(state.params)
+  grads, (loss_sum, logits, aux) = jax.grad(loss_fn, has_aux=True)(state.params)
   if axis_name and reduce_grads:
     grads = jax.lax.psum(grads, axis_name)
   updates, opt_state = optimizer(t).update(grads, state.opt_state, state.params)
@@ -116,6 +135,10 @@ def train_step(state: TrainState, batch: dict, *, model, cfg, axis_name=None, re
              'nonfinite': (~finite).astype(jnp.int32),
              'src_tokens': _psum(((batch['src_len'] - 1) * real_B).sum(), axis_name),  # without EOS
              'tf_ratio': teacher_forcing_ratio(t, state.step), 'lr': learning_rate(t)(state.step), **counts}
+  for key, value in aux.items():  # sums over all devices' tokens (coverage) or real (n, t) pairs (guided)
+    metrics[key] = jnp.where(finite, _psum(value, axis_name), 0.0)
+  if t.guided_loss > 0:
+    metrics.update(guided_pairs=guided_pairs, guided_weight=guided_weight(t, state.step))
   if 'stop' in batch:  # multi-process runs: the largest signal number any process got (0: none), see train.py
     stop = batch['stop'].max()
     metrics['stop'] = jax.lax.pmax(stop, axis_name) if axis_name else stop

@@ -329,4 +329,18 @@ def _log_train(host: list, step: int, seconds: float, on_nonfinite: str) -> dict
           'tokens_per_s': (total['tokens'] + total['src_tokens']) / max(seconds, 1e-9),
           'steps_per_s': len(host) / max(seconds, 1e-9),
           'grad_norm': float(host[-1]['grad_norm']), 'lr': float(host[-1]['lr']),
-          'tf_ratio': float(host[-1]['tf_ratio']), 'skipped_updates': len(bad)}
+          'tf_ratio': float(host[-1]['tf_ratio']), 'skipped_updates': len(bad), **_aux_losses(host)}
+
+
+def _aux_losses(host: list) -> dict:
+  """The auxiliary attention losses of one log interval (those the run has): coverage per target token, guided
+  per real (source, target) pair, and the guided loss's weight at the last step."""
+  out = {}
+  if 'coverage_loss_sum' in host[-1]:
+    out['coverage_loss'] = (float(sum(m['coverage_loss_sum'] for m in host))
+                            / max(float(sum(m['tokens'] for m in host)), 1.0))
+  if 'guided_loss_sum' in host[-1]:
+    out['guided_loss'] = (float(sum(m['guided_loss_sum'] for m in host))
+                          / max(float(sum(m['guided_pairs'] for m in host)), 1.0))
+    out['guided_weight'] = float(host[-1]['guided_weight'])
+  return out
