@@ -42,13 +42,17 @@ def _model(kwargs: dict) -> tuple[Seq2Seq, dict, tuple]:
 
 
 def _dot_flops(jaxpr) -> int:
-  """2·m·k·n of every dot_general in a jaxpr and its sub-jaxprs (scan bodies times their length)."""
+  """2·m·k·n of every dot_general (and convolution) in a jaxpr and its sub-jaxprs (scan bodies times their length)."""
   total = 0
   for eqn in jaxpr.eqns:
     if eqn.primitive.name == 'dot_general':
       (contracting, _), _ = eqn.params['dimension_numbers']
       k = math.prod(eqn.invars[0].aval.shape[i] for i in contracting)
       total += 2 * math.prod(eqn.outvars[0].aval.shape) * k
+    if eqn.primitive.name == 'conv_general_dilated':  # each output: kernel width x input channels products
+      kernel = eqn.invars[1].aval.shape
+      out_channels = kernel[eqn.params['dimension_numbers'].rhs_spec[0]]
+      total += 2 * math.prod(eqn.outvars[0].aval.shape) * math.prod(kernel) // out_channels
     times = eqn.params.get('length', 1) if eqn.primitive.name == 'scan' else 1
     for value in eqn.params.values():
       for sub in value if isinstance(value, (tuple, list)) else (value,):

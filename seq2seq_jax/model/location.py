@@ -22,7 +22,7 @@ coverage (Tu et al., 2016, "Modeling coverage for neural machine translation"; S
 import jax
 import jax.numpy as jnp
 
-from seq2seq_jax.model.energies import additive_hidden, init_additive, masked_softmax, mm, shift
+from seq2seq_jax.model.energies import additive_hidden, init_additive, masked_softmax, mm
 
 
 def init_location(rng, query_size: int, value_size: int, attention_size: int, *, filters: int, width: int) -> dict:
@@ -49,8 +49,9 @@ def location_features(conv_Rx2xK, history_BxSx2, mask_BxS):
   width = conv_Rx2xK.shape[0] // 2
   history_BxSx2 = jnp.where(mask_BxS[..., None], history_BxSx2, 0.0)
   left = (width - 1) // 2
-  windows_BxSxRx2 = jnp.stack([shift(history_BxSx2, left - o) for o in range(width)], axis=2)
-  return windows_BxSxRx2.reshape(windows_BxSxRx2.shape[:2] + (-1,)) @ conv_Rx2xK
+  kernel_Rx2xK = conv_Rx2xK.reshape(width, 2, -1)
+  return jax.lax.conv_general_dilated(history_BxSx2, kernel_Rx2xK, (1,), [(left, width - 1 - left)],
+                                      dimension_numbers=('NWC', 'WIO', 'NWC'))
 
 
 def location(params, query_BxQ, keys_BxSxA, mask_BxS, state):
