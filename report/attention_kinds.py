@@ -133,9 +133,7 @@ def table(results: dict, penalty: float, word: str) -> str:
     cells += [f'{r["tokens_per_s"]:,.0f}', f'{minutes} min {seconds:02d} s',
               f'{r["speed_greedy"]["sources_per_s"]:,.0f}', f'{b["sources_per_s"]:,.0f}', f'![{name}]({r["png"]})']
     lines.append('| ' + ' | '.join(cells) + ' |')
-  commands = [f'- {VARIANTS[name][0]}: `seq2seq-jax train --config {CONFIG} --workdir '
-              f'{os.path.join("workdirs", "attn-" + name)}' + ''.join(' ' + o for o in VARIANTS[name][1]) + '`'
-              for name in results]
+  commands = [f'- {VARIANTS[name][0]}: `seq2seq-jax {shlex.join(r["train"]["args"])}`' for name, r in results.items()]
   return '\n'.join(lines + [''] + commands)
 
 
