@@ -6,6 +6,7 @@
   seq2seq-jax predict --workdir DIR [--input FILE] [--beam K --nbest N --alpha A --coverage-penalty B | --sample ...]
                       [--format jsonl]
   seq2seq-jax plot-attention --workdir DIR --output FILE.png TEXT [TEXT ...]
+  seq2seq-jax plot-metrics --workdir DIR [--output FILE.png]
   seq2seq-jax info    --workdir DIR [--step best|latest|averaged|N]
   seq2seq-jax average --workdir DIR --last K
   seq2seq-jax decode-speed --workdir DIR [--split test] [--beam K --alpha A --coverage-penalty B]
@@ -105,6 +106,15 @@ def _plot_attention(args, overrides):
   paths = [args.output] if len(ids) == 1 else [f'{stem}-{i + 1}{ext or ".png"}' for i in range(len(ids))]
   for path in plotting.plot_ids(predictor, ids, paths):
     print(path)
+
+
+def _plot_metrics(args, overrides):
+  from seq2seq_jax.evaluation import curves, plotting
+  if overrides:
+    raise Seq2SeqError(f'plot-metrics takes no config overrides: {overrides[0]}')
+  output = args.output or os.path.join(args.workdir, 'metrics.png')
+  plotting.check_output(output)
+  print(curves.write_png(os.path.join(args.workdir, 'metrics.jsonl'), output))
 
 
 def _info(args, overrides):
@@ -216,6 +226,10 @@ def parser() -> argparse.ArgumentParser:
                  help='FILE.png for one TEXT; with several, FILE-1.png, FILE-2.png, ... (one heatmap each)')
   a.add_argument('texts', nargs='+', metavar='TEXT', help='source text(s) to decode')
   _step_flag(a)
+  m = sub.add_parser('plot-metrics', help="draw training loss and the validation metric against the step from a "
+                                          "run's metrics.jsonl (PNG)")
+  m.add_argument('--workdir', required=True)
+  m.add_argument('--output', metavar='FILE.png', help='where to write the PNG (default: DIR/metrics.png)')
   i = sub.add_parser('info', help='step, parameter count, fingerprint and best metric of a checkpoint (JSON)')
   i.add_argument('--workdir', required=True)
   _step_flag(i)
@@ -257,7 +271,8 @@ def _beam_flags(p: argparse.ArgumentParser) -> None:
 
 
 COMMANDS = {'train': _train, 'eval': _eval, 'predict': _predict, 'plot-attention': _plot_attention,
-            'info': _info, 'average': _average, 'decode-speed': _decode_speed, 'export': _export, 'bench': _bench}
+            'plot-metrics': _plot_metrics, 'info': _info, 'average': _average, 'decode-speed': _decode_speed,
+            'export': _export, 'bench': _bench}
 
 
 def enable_compilation_cache() -> None:

@@ -45,6 +45,8 @@ def default_config() -> ml_collections.ConfigDict:
   d.max_target_len = 64
   d.batch_size = 128          # global batch, split across devices
   d.bucket_step = 4           # sequence lengths are padded up to a multiple of this (few shapes)
+  d.batch_tokens = 0          # > 0: training batches by a token budget instead of batch_size: rows x (S + T)
+                              # padded positions <= this, one row count per length bucket (0: off)
   d.tfds_name = ''            # e.g. ted_hrlr_translate/pt_to_en
   d.tfds_source_key = ''
   d.tfds_target_key = ''
@@ -97,6 +99,11 @@ def default_config() -> ml_collections.ConfigDict:
   t.guided_loss = 0.0         # weight λ of Tachibana et al.'s guided attention loss (any attention kind)
   t.guided_width = 0.2        # its width g in W_nt = 1 - exp(-(n/N - t/T)² / (2 g²))
   t.guided_anneal_steps = 0   # > 0: its weight decays linearly from guided_loss to 0 at this step (0: constant)
+  t.accumulate = 1            # k > 1: every optimizer step sums the gradients of k micro-batches (steps count updates)
+  t.patience = 0              # > 0: stop after this many evaluations without a better task metric (0: never)
+  t.plateau_patience = 0      # > 0: multiply the learning rate by plateau_factor after this many evaluations
+                              # without a better task metric (0: off)
+  t.plateau_factor = 0.5      # in (0, 1)
 
   c.decode = dc = ml_collections.ConfigDict()
   dc.max_len_a = 1.5          # max output length = a * source_length + b, at most max_len_cap
@@ -252,7 +259,9 @@ def validate(cfg: ml_collections.ConfigDict, num_devices: int | None = None) -> 
            'train.checkpoint_every', 'train.keep_checkpoints', 'decode.batch_size', 'decode.max_len_cap')
   at_least(0, 'train.warmup_steps', 'train.weight_decay', 'train.eval_examples', 'train.attention_plots',
            'train.teacher_forcing_min', 'decode.max_len_a', 'decode.max_len_b', 'model.monotonic_noise',
-           'train.coverage_loss', 'train.guided_loss', 'train.guided_anneal_steps')
+           'train.coverage_loss', 'train.guided_loss', 'train.guided_anneal_steps', 'train.patience',
+           'train.plateau_patience', 'data.batch_tokens')
+  at_least(1, 'train.accumulate')
   at_least(1, 'model.location_filters', 'model.location_width', 'model.mocha_width')
   if not t.guided_width > 0:
     raise ConfigError(f'config train.guided_width={t.guided_width!r} must be > 0')
@@ -265,6 +274,8 @@ def validate(cfg: ml_collections.ConfigDict, num_devices: int | None = None) -> 
   within('model.dropout', 0.0, 1.0)
   within('train.label_smoothing', 0.0, 1.0)
   within('train.teacher_forcing_ratio', 0.0, 1.0, high_open=False)
+  if not 0 < t.plateau_factor < 1:
+    raise ConfigError(f'config train.plateau_factor={t.plateau_factor!r} must be in (0, 1)')
   if d.min_len > d.max_len or not 1 <= d.alphabet_size <= 26:
     raise ConfigError(f'config data.min_len={d.min_len}, data.max_len={d.max_len}, data.alphabet_size='
                       f'{d.alphabet_size}: need 1 <= min_len <= max_len and 1 <= alphabet_size <= 26')
@@ -282,7 +293,7 @@ def validate(cfg: ml_collections.ConfigDict, num_devices: int | None = None) -> 
   for loss in ('coverage_loss', 'guided_loss'):
     if t[loss] > 0 and not kind.attends:
       raise ConfigError(f'config train.{loss}={t[loss]!r} needs attention weights, not attention={m.attention!r}')
-  if num_devices is not None and d.batch_size % num_devices:
+  if num_devices is not None and not d.batch_tokens and d.batch_size % num_devices:
     raise ConfigError(f'config data.batch_size={d.batch_size} does not divide by the {num_devices} devices in '
                       f'use; choose a multiple of {num_devices}')
 

@@ -12,14 +12,19 @@ Batches take their examples from one (source, target) length bucket and pad S an
 boundaries; rare buckets are merged into larger ones, so a whole run sees only a handful of shapes (jit compiles
 each once). The last batch of a bucket is filled up with
 copies of its first row whose weights are 0: they change no loss, gradient or metric.
+
+A batch has a fixed number of rows, or (with a token budget, `rows_by_key`) one number of rows per bucket, the
+most that fit the budget: still one shape per bucket.
 """
 
 import threading
+from typing import Mapping
 
 import grain
 import numpy as np
 
 from seq2seq_jax.data.vocab import BOS, EOS, PAD
+from seq2seq_jax.errors import ConfigError
 
 
 def bucket_len(n: int, step: int) -> int:
@@ -92,25 +97,49 @@ class Examples:
       out['weights'][row, :len(t) + 1] = float(idx[row] >= 0)
     return out
 
-  def plan(self, batch_size: int, rng: np.random.Generator | None = None) -> list[np.ndarray]:
-    """Index arrays of one pass over the data, grouped by bucket; shuffled when `rng` is given."""
+  def rows_by_key(self, batch_tokens: int, multiple: int = 1, accumulate: int = 1) -> dict:
+    """{(S, T): rows} of a batch of each bucket under a budget of `batch_tokens` padded positions: the most rows,
+    a multiple of `multiple` (the device count), with rows x (S + T) <= batch_tokens; but no more than the bucket
+    needs for one step of `accumulate` such batches, so that a small bucket is not padded with filler rows."""
+    rows = {}
+    keys, counts = np.unique(self.keys, axis=0, return_counts=True)
+    for (s_len, t_len), count in zip(keys.tolist(), counts.tolist()):
+      fit = batch_tokens // (s_len + t_len) // multiple * multiple
+      if fit < multiple:
+        raise ConfigError(f'config data.batch_tokens={batch_tokens} is too small for the length bucket of {s_len} '
+                          f'source + {t_len} target positions: {multiple} row(s) (one per device) need '
+                          f'{multiple * (s_len + t_len)}')
+      rows[(s_len, t_len)] = min(fit, -(-count // (accumulate * multiple)) * multiple)
+    return rows
+
+  def plan(self, batch_size: int | Mapping, rng: np.random.Generator | None = None) -> list[np.ndarray]:
+    """Index arrays of one pass over the data, grouped by bucket; shuffled when `rng` is given. `batch_size`:
+    the rows of every batch, or {(S, T): rows} per bucket."""
     order = rng.permutation(len(self)) if rng is not None else np.arange(len(self))
     batches = []
-    for key in sorted({tuple(k) for k in self.keys}):
+    for key in sorted({tuple(k) for k in self.keys.tolist()}):
+      size = batch_size if isinstance(batch_size, int) else batch_size[key]
       members = order[(self.keys[order] == key).all(axis=1)]
-      for start in range(0, len(members), batch_size):
-        chunk = members[start:start + batch_size]
-        batches.append(np.concatenate([chunk, np.full(batch_size - len(chunk), -1)]))
+      for start in range(0, len(members), size):
+        chunk = members[start:start + size]
+        batches.append(np.concatenate([chunk, np.full(size - len(chunk), -1)]))
     if rng is not None:
       batches = [batches[i] for i in rng.permutation(len(batches))]
     return batches
 
 
-class _TrainBatches:
-  """Random access to the endless shuffled batch stream: batch i of epoch i // per_epoch (only `rows`)."""
+def process_rows(batch_rows: int, process: tuple[int, int]) -> slice:
+  """Process p of P builds rows [p * B / P, (p + 1) * B / P) of every global batch of B rows."""
+  p, n = process
+  return slice(p * batch_rows // n, (p + 1) * batch_rows // n)
 
-  def __init__(self, examples: Examples, batch_size: int, seed: int, rows: slice):
-    self.examples, self.batch_size, self.seed, self.rows = examples, batch_size, seed, rows
+
+class _TrainBatches:
+  """Random access to the endless shuffled batch stream: batch i of epoch i // per_epoch (only this process's
+  rows)."""
+
+  def __init__(self, examples: Examples, batch_size: int | Mapping, seed: int, process: tuple[int, int]):
+    self.examples, self.batch_size, self.seed, self.process = examples, batch_size, seed, process
     self.per_epoch = len(examples.plan(batch_size))
     self._plans, self._lock = {}, threading.Lock()
 
@@ -124,19 +153,20 @@ class _TrainBatches:
         self._plans = {e: p for e, p in self._plans.items() if e >= epoch - 1}
         self._plans[epoch] = self.examples.plan(self.batch_size, np.random.default_rng([self.seed, epoch]))
       idx = self._plans[epoch][j]
-    return self.examples.batch(idx, self.rows)
+    return self.examples.batch(idx, process_rows(len(idx), self.process))
 
 
-def train_stream(examples: Examples, batch_size: int, seed: int, threads: int = 2,
-                 rows: slice = slice(None)) -> grain.IterDataset:
-  """Endless, seeded, bucketed training batches; `rows` of each global batch only (one process's share).
+def train_stream(examples: Examples, batch_size: int | Mapping, seed: int, threads: int = 2,
+                 process: tuple[int, int] = (0, 1)) -> grain.IterDataset:
+  """Endless, seeded, bucketed training batches of `batch_size` rows (or {(S, T): rows}, `Examples.rows_by_key`);
+  of each global batch only the rows of `process` = (index, count) (`process_rows`).
 
   `iter(...)` has `get_state()`/`set_state()` for exact resume; the state (a batch counter) is the same in
   every process, so a run resumes with any number of processes.
   """
   if len(examples) == 0:
     raise ValueError('no training examples')
-  return grain.MapDataset.source(_TrainBatches(examples, batch_size, seed, rows)).to_iter_dataset(
+  return grain.MapDataset.source(_TrainBatches(examples, batch_size, seed, process)).to_iter_dataset(
       grain.ReadOptions(num_threads=threads, prefetch_buffer_size=8))
 
 

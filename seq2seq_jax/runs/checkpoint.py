@@ -132,7 +132,8 @@ class Checkpointer:
     return self._json_items(step)[1]
 
   def best(self, metric: str, mode: str, on_damaged=None) -> tuple[int, float] | None:
-    """(step, value) of the step whose saved validation `metric` is best; None when no checkpoint has one.
+    """(step, value) of the step whose saved validation `metric` is best (the earliest of equal ones); None when
+    no checkpoint has one.
     A damaged step raises CheckpointDamaged, or is passed to `on_damaged(step, error)` and skipped."""
     scored = []
     for s in self.all_steps():
@@ -149,7 +150,8 @@ class Checkpointer:
         scored.append((m['validation'][metric], s))
     if not scored:
       return None
-    value, step = (min if mode == 'min' else max)(scored, key=lambda vs: (vs[0], -vs[1]))
+    # Ties go to the earliest step, the one training's log names as best (a later equal value is no improvement).
+    value, step = min(scored, key=lambda vs: (vs[0] if mode == 'min' else -vs[0], vs[1]))
     return step, value
 
   def best_step(self, metric: str, mode: str) -> int | None:

@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from seq2seq_jax import config as config_lib
-from seq2seq_jax.data import pipeline, sources
+from seq2seq_jax.data import sources
 from seq2seq_jax.decoding import DecodeOptions, Predictor
 from seq2seq_jax.model import flops, seq2seq
 from seq2seq_jax.runs import workdir as workdir_lib
@@ -136,8 +136,7 @@ def time_training(cfg, model, examples, num_steps: int, log, profile_dir: str | 
   """Warm-up and timed steps of the trainer's step; returns (results, the initial parameters on the host)."""
   state = steps_lib.init_state(model, cfg, jax.random.PRNGKey(cfg.seed), examples.batch(np.arange(1)))
   init_params = jax.device_get(state.params)
-  stream = iter(pipeline.train_stream(examples, cfg.data.batch_size, cfg.seed,
-                                      rows=parallel.process_rows(cfg.data.batch_size)))
+  stream = iter(parallel.train_stream(cfg, examples))
   batches = [next(stream) for _ in range(num_steps)]
   for batch in batches:
     batch.pop('index')

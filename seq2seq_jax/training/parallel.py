@@ -21,15 +21,25 @@ import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from seq2seq_jax.data import pipeline
 from seq2seq_jax.training import steps
 
 AXIS = 'batch'
 
 
-def process_rows(batch_size: int) -> slice:
-  """This process's share of every global batch: rows [p * B / P, (p + 1) * B / P)."""
-  n, p = jax.process_count(), jax.process_index()
-  return slice(p * batch_size // n, (p + 1) * batch_size // n)
+def batch_rows(cfg, examples: pipeline.Examples) -> int | dict:
+  """Rows of one step's global batch: data.batch_size, or under the token budget data.batch_tokens one number per
+  length bucket (`Examples.rows_by_key`, multiples of the device count); times train.accumulate micro-batches."""
+  k = cfg.train.accumulate
+  if cfg.data.batch_tokens:
+    return {key: k * rows for key, rows in examples.rows_by_key(cfg.data.batch_tokens, jax.device_count(), k).items()}
+  return k * cfg.data.batch_size
+
+
+def train_stream(cfg, examples: pipeline.Examples):
+  """The run's endless training batches, each process building only its own rows of every global batch."""
+  return pipeline.train_stream(examples, batch_rows(cfg, examples), cfg.seed,
+                               process=(jax.process_index(), jax.process_count()))
 
 
 class DataParallel:
@@ -40,13 +50,13 @@ class DataParallel:
     self.local = jax.local_device_count()
     if self.mode == 'pmap':
       self._step = jax.pmap(functools.partial(steps.train_step, model=model, cfg=cfg, axis_name=AXIS),
-                            axis_name=AXIS, donate_argnums=(0,))
+                            axis_name=AXIS, in_axes=(0, 0, None), donate_argnums=(0,))
       self._relayout = jax.pmap(lambda tree: tree, axis_name=AXIS)
     else:
       self.mesh = Mesh(np.array(jax.devices()), (AXIS,))
       step = jax.shard_map(functools.partial(steps.train_step, model=model, cfg=cfg, axis_name=AXIS,
                                              reduce_grads=True),
-                           mesh=self.mesh, in_specs=(P(), P(AXIS)), out_specs=(P(), P()), check_vma=False)
+                           mesh=self.mesh, in_specs=(P(), P(AXIS), P()), out_specs=(P(), P()), check_vma=False)
       self._step = jax.jit(step, donate_argnums=(0,))
 
   def replicate(self, state):
@@ -75,9 +85,10 @@ class DataParallel:
       return jax.tree.map(lambda x: np.asarray(x[0]), m)
     return jax.tree.map(np.asarray, m)
 
-  def step(self, state, local_batch: dict):
-    return self._step(state, self.shard(local_batch))
+  def step(self, state, local_batch: dict, lr_scale: float = 1.0):
+    """One update; `lr_scale` multiplies the learning rate (reduce-on-plateau), the same on every device."""
+    return self._step(state, self.shard(local_batch), np.float32(lr_scale))
 
   def compile(self, state, local_batch: dict):
     """The step compiled ahead of time for this batch's shape (for XLA's cost and memory analyses)."""
-    return self._step.lower(state, self.shard(local_batch)).compile()
+    return self._step.lower(state, self.shard(local_batch), np.float32(1.0)).compile()

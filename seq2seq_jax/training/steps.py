@@ -85,9 +85,59 @@ def _psum(x, axis_name):
   return jax.lax.psum(x, axis_name) if axis_name else x
 
 
-def train_step(state: TrainState, batch: dict, *, model, cfg, axis_name=None, reduce_grads=True):
+def _gradients(params, batch: dict, tokens, guided_pairs, dropout_rng, sample_rng, step, *, model, t):
+  """The gradient of `batch`'s loss, its cross-entropy sum divided by `tokens` (and the attention losses by their
+  normalisers): the totals over everything one update covers (all devices, all micro-batches), so that the
+  gradients of several parts of a batch add up to the gradient of the whole. Returns (grads, (loss_sum,
+  logits, auxiliary loss sums))."""
+  def loss_fn(params):
+    logits, attn = model.apply({'params': params}, batch['src'], batch['src_len'], batch['tgt_in'], train=True,
+                               tf_ratio=teacher_forcing_ratio(t, step), sample=uses_sampling(t),
+                               rngs={'dropout': dropout_rng, 'sampling': sample_rng})
+    loss_sum, _ = losses.cross_entropy(logits, batch['tgt_out'], batch['weights'], t.label_smoothing)
+    loss, aux = loss_sum / jnp.maximum(tokens, 1.0), {}
+    # The auxiliary attention losses only exist when weighted: a run without them computes what it always did.
+    if t.coverage_loss > 0:
+      aux['coverage_loss_sum'] = losses.coverage_loss(attn, batch['weights'])
+      loss = loss + t.coverage_loss * aux['coverage_loss_sum'] / jnp.maximum(tokens, 1.0)
+    if t.guided_loss > 0:
+      aux['guided_loss_sum'] = losses.guided_attention_loss(attn, batch['src_len'], batch['weights'],
+                                                            t.guided_width)[0]
+      loss = loss + guided_weight(t, step) * aux['guided_loss_sum'] / jnp.maximum(guided_pairs, 1.0)
+    return loss, (loss_sum, logits, aux)
+
+  return jax.grad(loss_fn, has_aux=True)(params)
+
+
+def _accumulated(params, batch: dict, tokens, guided_pairs, dropout_rng, sample_rng, step, *, model, t):
+  """`_gradients` summed over t.accumulate micro-batches (consecutive rows of `batch`), one after the other in a
+  scan, so that only one micro-batch's activations are alive at a time. Each micro-batch draws its own dropout
+  and sampling keys. Returns (grads, loss_sum, token counts, auxiliary loss sums)."""
+  k = t.accumulate
+  micro = jax.tree.map(lambda x: x.reshape((k, x.shape[0] // k) + x.shape[1:]), batch)
+
+  def one(i, part):
+    grads, (loss_sum, logits, aux) = _gradients(
+        params, part, tokens, guided_pairs, jax.random.fold_in(dropout_rng, i), jax.random.fold_in(sample_rng, i),
+        step, model=model, t=t)
+    return grads, loss_sum, losses.token_counts(logits, part['tgt_out'], part['weights']), aux
+
+  def add(total, i_part):
+    return jax.tree.map(jnp.add, total, one(*i_part)), None
+
+  shapes = jax.eval_shape(one, jnp.int32(0), jax.tree.map(lambda x: x[0], micro))
+  zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+  total, _ = jax.lax.scan(add, zeros, (jnp.arange(k, dtype=jnp.int32), micro))
+  return total
+
+
+def train_step(state: TrainState, batch: dict, lr_scale=1.0, *, model, cfg, axis_name=None, reduce_grads=True):
   """One optimizer update. Non-finite loss or gradients skip the update and are reported in the metrics.
 
+  `lr_scale` multiplies the scheduled learning rate when reduce-on-plateau is on (train.plateau_patience > 0;
+  the loop keeps the scale, and it is a traced argument: one compiled step for every value). With
+  train.accumulate = k > 1 the batch holds k micro-batches (k times the rows) whose gradients are summed before
+  the one update.
   `reduce_grads`: sum gradients over `axis_name`. True for pmap and for shard_map with check_vma=False (what
   parallel.py uses); only under shard_map with check_vma=True does JAX already sum the gradients of replicated
   parameters (when it transposes the implicit broadcast), and a second sum would multiply them by N.
@@ -99,29 +149,23 @@ def train_step(state: TrainState, batch: dict, *, model, cfg, axis_name=None, re
     dropout_rng = jax.random.fold_in(dropout_rng, jax.lax.axis_index(axis_name))
     sample_rng = jax.random.fold_in(sample_rng, jax.lax.axis_index(axis_name))
   tokens = _psum(batch['weights'].sum(), axis_name)
+  guided_pairs = None
   if t.guided_loss > 0:  # the number of real (source position, target step) pairs, over all devices
     guided_pairs = _psum((batch['weights'].sum(-1) * batch['src_len']).sum(), axis_name)
-
-  def loss_fn(params):
-    logits, attn = model.apply({'params': params}, batch['src'], batch['src_len'], batch['tgt_in'], train=True,
-                               tf_ratio=teacher_forcing_ratio(t, state.step), sample=uses_sampling(t),
-                               rngs={'dropout': dropout_rng, 'sampling': sample_rng})
-    loss_sum, _ = losses.cross_entropy(logits, batch['tgt_out'], batch['weights'], t.label_smoothing)
-    loss, aux = loss_sum / jnp.maximum(tokens, 1.0), {}
-    # The auxiliary attention losses only exist when weighted: a run without them computes what it always did.
-    if t.coverage_loss > 0:
-      aux['coverage_loss_sum'] = losses.coverage_loss(attn, batch['weights'])
-      loss = loss + t.coverage_loss * aux['coverage_loss_sum'] / jnp.maximum(tokens, 1.0)
-    if t.guided_loss > 0:
-      aux['guided_loss_sum'] = losses.guided_attention_loss(attn, batch['src_len'], batch['weights'],
-                                                            t.guided_width)[0]
-      loss = loss + guided_weight(t, state.step) * aux['guided_loss_sum'] / jnp.maximum(guided_pairs, 1.0)
-    return loss, (loss_sum, logits, aux)
-
-  grads, (loss_sum, logits, aux) = jax.grad(loss_fn, has_aux=True)(state.params)
+  data = {key: value for key, value in batch.items() if key != 'stop'}
+  args = (state.params, data, tokens, guided_pairs, dropout_rng, sample_rng, state.step)
+  if t.accumulate > 1:
+    grads, loss_sum, counts, aux = _accumulated(*args, model=model, t=t)
+  else:
+    grads, (loss_sum, logits, aux) = _gradients(*args, model=model, t=t)
+    counts = losses.token_counts(logits, batch['tgt_out'], batch['weights'])
   if axis_name and reduce_grads:
     grads = jax.lax.psum(grads, axis_name)
   updates, opt_state = optimizer(t).update(grads, state.opt_state, state.params)
+  lr = learning_rate(t)(state.step)
+  if t.plateau_patience > 0:  # AdamW's update is -lr * (...): scaling the update scales the learning rate
+    updates = jax.tree.map(lambda u: u * lr_scale, updates)
+    lr = lr * lr_scale
   params = optax.apply_updates(state.params, updates)
   grad_norm = optax.tree.norm(grads)
   loss_sum = _psum(loss_sum, axis_name)
@@ -129,12 +173,12 @@ def train_step(state: TrainState, batch: dict, *, model, cfg, axis_name=None, re
   keep = functools.partial(jax.tree.map, lambda new, old: jnp.where(finite, new, old))
   new_state = TrainState(step=state.step + 1, params=keep(params, state.params),
                          opt_state=keep(opt_state, state.opt_state), rng=rng)
-  counts = _psum(losses.token_counts(logits, batch['tgt_out'], batch['weights']), axis_name)
+  counts = _psum(counts, axis_name)
   real_B = batch['weights'].max(-1) > 0
   metrics = {'loss_sum': jnp.where(finite, loss_sum, 0.0), 'grad_norm': jnp.where(finite, grad_norm, 0.0),
              'nonfinite': (~finite).astype(jnp.int32),
              'src_tokens': _psum(((batch['src_len'] - 1) * real_B).sum(), axis_name),  # without EOS
-             'tf_ratio': teacher_forcing_ratio(t, state.step), 'lr': learning_rate(t)(state.step), **counts}
+             'tf_ratio': teacher_forcing_ratio(t, state.step), 'lr': lr, **counts}
   for key, value in aux.items():  # sums over all devices' tokens (coverage) or real (n, t) pairs (guided)
     metrics[key] = jnp.where(finite, _psum(value, axis_name), 0.0)
   if t.guided_loss > 0:

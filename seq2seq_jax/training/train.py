@@ -19,19 +19,19 @@ import jax
 import numpy as np
 
 from seq2seq_jax import config as config_lib
-from seq2seq_jax.data import pipeline, sources
+from seq2seq_jax.data import sources
 from seq2seq_jax.decoding import Predictor
 from seq2seq_jax.errors import (CheckpointDamaged, CheckpointError, DataError, Interrupted, Seq2SeqError,
                                 TrainingError, WorkdirError)
-from seq2seq_jax.evaluation import evaluate, plotting
+from seq2seq_jax.evaluation import curves, evaluate, plotting
 from seq2seq_jax.model import seq2seq
 from seq2seq_jax.runs import checkpoint, lock as lock_lib, workdir as workdir_lib
-from seq2seq_jax.training import distributed, parallel, signals, steps, writers
+from seq2seq_jax.training import distributed, parallel, signals, steps, stopping, writers
 from seq2seq_jax.training.progress import Progress
 
 # Keys that may differ when the same workdir is trained again (e.g. to train for longer).
 RESUMABLE_CHANGES = ('train.num_steps', 'train.log_every', 'train.eval_every', 'train.checkpoint_every',
-                     'train.keep_checkpoints', 'train.attention_plots',
+                     'train.keep_checkpoints', 'train.attention_plots', 'train.patience',
                      'train.eval_examples', 'train.on_nonfinite', 'decode.batch_size', 'parallel.mode')
 
 
@@ -96,7 +96,7 @@ def _check_vocabs(ckpt, step: int, vocabs: dict, workdir: str) -> None:
 
 def restore_or_init(cfg, workdir: str, model, ckpt, examples, vocabs: dict, log):
   """The newest checkpoint of `workdir` whose checksums verify, or a fresh state; returns (state, data_state,
-  start step).
+  start step, the checkpoint's meta item or None).
 
   A damaged newer checkpoint is moved aside to N.damaged (by process 0) with a one-line warning, never deleted.
   A checkpoint that does not fit the config or vocabulary is an error, and nothing in the workdir changes.
@@ -122,10 +122,10 @@ def restore_or_init(cfg, workdir: str, model, ckpt, examples, vocabs: dict, log)
   if found is None:
     if damaged:
       log('no checkpoint verifies: training starts from step 0')
-    return init(), None, 0
+    return init(), None, 0, None
   out = found[1]
   log(f'resuming from the checkpoint at step {start} in {ckpt.directory}')
-  return steps.join(out['params'], out['train']), out['data'], start
+  return steps.join(out['params'], out['train']), out['data'], start, out['meta']
 
 
 def _on_process_0(workdir: str, fn):
@@ -202,7 +202,7 @@ def _train(cfg, workdir: str, model, examples, validation_pairs, src_vocab, tgt_
   try:
     if first:
       ckpt.remove_leftovers()
-    state, data_state, start = restore_or_init(cfg, workdir, model, ckpt, examples, vocabs, log)
+    state, data_state, start, meta = restore_or_init(cfg, workdir, model, ckpt, examples, vocabs, log)
     if first:  # one writer; the other processes read the same data and build the same vocab
       if start == 0:
         workdir_lib.save_vocabs(workdir, src_vocab, tgt_vocab)
@@ -213,8 +213,7 @@ def _train(cfg, workdir: str, model, examples, validation_pairs, src_vocab, tgt_
         log(f'metrics.jsonl: {later} row(s) logged after step {start} are dropped and will be logged again')
       if damaged:
         log(f'warning: metrics.jsonl: dropped {damaged} damaged line(s)')
-    data_iter = iter(pipeline.train_stream(examples, cfg.data.batch_size, cfg.seed,
-                                           rows=parallel.process_rows(cfg.data.batch_size)))
+    data_iter = iter(parallel.train_stream(cfg, examples))
     if data_state is not None:
       data_iter.set_state(data_state)
     writer = writers.MetricWriter(workdir, enabled=first)
@@ -223,20 +222,43 @@ def _train(cfg, workdir: str, model, examples, validation_pairs, src_vocab, tgt_
         num_params, devices = sum(x.size for x in jax.tree.leaves(state.params)), jax.devices()
         log(f'model: {num_params:,} parameters; {len(devices)} {devices[0].platform} device(s) in '
             f'{jax.process_count()} process(es), {cfg.parallel.mode}')  # from here on, signals stop cleanly
-        state, last_eval = _loop(cfg, workdir, model, state, start, data_iter, validation_pairs, src_vocab,
-                                 tgt_vocab, ckpt, writer, stop, lock, vocabs)
+        if t.accumulate > 1 or cfg.data.batch_tokens:
+          log(f'batches: {_describe_batches(cfg)}')
+        state, last_eval, end = _loop(cfg, workdir, model, state, start, meta, data_iter, validation_pairs,
+                                      src_vocab, tgt_vocab, ckpt, writer, stop, lock, vocabs)
     finally:
       writer.close()
   finally:
     ckpt.close()
-  log(f'process {jax.process_index()}: finished at step {t.num_steps}; parameters fingerprint '
+  if first:
+    _plot_metrics(workdir, log)
+  log(f'process {jax.process_index()}: finished at step {end}; parameters fingerprint '
       f'{checkpoint.fingerprint(state.params)}')
   return last_eval
 
 
-def _loop(cfg, workdir, model, state, start, data_iter, validation_pairs, src_vocab, tgt_vocab, ckpt, writer, stop,
-          lock, vocabs):
-  """Steps start + 1 .. num_steps with logs, evaluations and checkpoints; returns (host state, last eval).
+def _describe_batches(cfg) -> str:
+  """How a step's batch is made (token budget, micro-batches), for the log."""
+  d, k = cfg.data, cfg.train.accumulate
+  size = (f'up to {d.batch_tokens:,} padded source + target positions (rows per length bucket)' if d.batch_tokens
+          else f'{d.batch_size} examples')
+  if k == 1:
+    return f'{size} per step'
+  return f"each step (one optimizer update) sums the gradients of {k} micro-batches of {size}"
+
+
+def _plot_metrics(workdir: str, log) -> None:
+  """DIR/metrics.png: training loss and the validation metric against the step (a failure only warns)."""
+  try:
+    curves.write_png(workdir_lib.path(workdir, 'metrics.jsonl'), workdir_lib.path(workdir, 'metrics.png'))
+  except (Seq2SeqError, OSError) as e:
+    log(f'warning: metrics.png not written: {e}')
+
+
+def _loop(cfg, workdir, model, state, start, meta, data_iter, validation_pairs, src_vocab, tgt_vocab, ckpt, writer,
+          stop, lock, vocabs):
+  """Steps start + 1 .. num_steps with logs, evaluations and checkpoints; returns (host state, last eval, the last
+  step). Early stopping ends it sooner (training/stopping.py; its tracker is restored from the checkpoint's `meta`).
 
   Stopping on a signal: in one process, after the step during which it came. In several, each process puts the
   signal number it got into its next batch (`batch['stop']`); the step returns the maximum over all devices, and
@@ -249,55 +271,85 @@ def _loop(cfg, workdir, model, state, start, data_iter, validation_pairs, src_vo
   state = dp.replicate(state)
   progress = Progress(t.num_steps, start, enabled=first)
   pending, clock, last_eval, eval_step, previous = [], time.perf_counter(), {}, None, None
-  best = _best_so_far(workdir, metric_name, start)
+  tracker = stopping.restore(meta, lambda: _best_so_far(workdir, metric_name, start))
+  if stopping.stopped(tracker, t):
+    progress.write(f'step {start}: early stopping had ended this run (no better {metric_name} than '
+                   f'{tracker["best"]:.4g} of step {tracker["best_step"]} in {tracker["bad_evals"]} evaluations); '
+                   f'raise train.patience to go on')
+    progress.close()
+    return dp.unreplicate(state), (meta or {}).get('validation', {}), start
+  step = start
   try:
     for step in range(start + 1, t.num_steps + 1):
       batch = next(data_iter)  # every process follows the same batch plan and builds only its own rows
       batch.pop('index')
       if multi:
         batch['stop'] = np.full((jax.local_device_count(),), stop.signum, np.int32)
-      state, m = dp.step(state, batch)
+      state, m = dp.step(state, batch, tracker['lr_scale'])
       pending.append(m)
       if not multi:
         signum = stop.signum
       else:
         signum = int(dp.metrics({'stop': previous['stop']})['stop']) if previous is not None else 0
-      previous, stopping = m, bool(signum) and step < t.num_steps
-      if step % t.log_every == 0 or step == t.num_steps or stopping:
+      previous, signalled = m, bool(signum) and step < t.num_steps
+      if step % t.log_every == 0 or step == t.num_steps or signalled:
         jax.block_until_ready(pending[-1])  # the clock must see the device's work, not its dispatch
         logged = _log_train([dp.metrics(m) for m in pending], step, time.perf_counter() - clock, t.on_nonfinite)
         writer.write(step, 'train', logged)
         progress.update(step, logged['loss'], logged['tokens_per_s'])
         pending, clock = [], time.perf_counter()
+      events = 0
       if step % t.eval_every == 0 or step == t.num_steps:
         predictor = Predictor(cfg, dp.unreplicate(state).params, src_vocab, tgt_vocab)
         last_eval, eval_step = evaluate.evaluate(predictor, validation_pairs, t.eval_examples), step
         value = last_eval[metric_name]
-        if best is None or (value < best[1] if mode == 'min' else value > best[1]):
-          best = (step, value)
-        last_eval.update({f'best_{metric_name}': best[1], 'best_step': best[0]})
+        events = distributed.broadcast(stopping.judge(tracker, value, mode, t))  # process 0 decides for all
+        tracker = stopping.advance(tracker, events, step, value, t)
+        last_eval.update({f'best_{metric_name}': tracker['best'], 'best_step': tracker['best_step']})
         writer.write(step, 'validation', last_eval)
         if t.attention_plots and first:
           sources_to_plot = [s for s, _ in sources.group_references(validation_pairs)[:t.attention_plots]]
-          plotting.write_attention_pngs(predictor, sources_to_plot, workdir_lib.path(workdir, 'attention'),
-                                        f'step-{step}')
+          paths = plotting.write_attention_pngs(predictor, sources_to_plot, workdir_lib.path(workdir, 'attention'),
+                                                f'step-{step}')
+          writer.images(step, 'attention', paths)
         progress.write(f'step {step}: validation ' + ', '.join(f'{k} {v:.4g}' for k, v in last_eval.items()))
+        _plateau_and_stop(events, tracker, step, metric_name, t, writer, progress, ckpt.directory)
         clock = time.perf_counter()
-      if step % t.checkpoint_every == 0 or step == t.num_steps or stopping:
+      early = bool(events & stopping.STOP) and step < t.num_steps
+      if (step % t.checkpoint_every == 0 or step == t.num_steps or signalled or early
+          or (t.patience and events & stopping.IMPROVED)):  # early stopping keeps the best step's checkpoint
         if lock is not None and lock.lost:
           raise WorkdirError(f'{lock.path}: the lock was taken over or removed by someone else; stopping without '
                              f'saving, so that two runs do not write one workdir')
         evaluated = {'validation': last_eval} if eval_step == step else {}  # what picks the best checkpoint
         host = dp.unreplicate(state)
         ckpt.save(step, host.params, steps.train_part(host), data_iter.get_state(),
-                  {'step': step, **vocabs, **evaluated}, metric_name, mode)
+                  {'step': step, **vocabs, **evaluated, 'tracker': tracker}, metric_name, mode)
         clock = time.perf_counter()
-      if stopping:
+      if early:
+        break
+      if signalled:
         raise Interrupted(f'{signal.Signals(signum).name} at step {step}: checkpoint saved in {ckpt.directory}/'
                           f'{step}; the same command resumes from it', signum)
   finally:  # ends the bar's line: whatever is printed next starts on its own line
     progress.close()
-  return dp.unreplicate(state), last_eval
+  return dp.unreplicate(state), last_eval, step
+
+
+def _plateau_and_stop(events: int, tracker: dict, step: int, metric: str, t, writer, progress, directory) -> None:
+  """Logs a learning-rate reduction and early stopping, as a line and as a metrics.jsonl row each (written
+  before the step's checkpoint: a run resumed from an earlier one drops and writes them again)."""
+  best = f'no better {metric} than {tracker["best"]:.4g} (step {tracker["best_step"]})'
+  if events & stopping.REDUCED:
+    writer.write(step, 'plateau', {'lr_scale': tracker['lr_scale'], 'best_step': tracker['best_step'],
+                                   f'best_{metric}': tracker['best']})
+    progress.write(f'step {step}: {best} in {t.plateau_patience} evaluation(s): learning rate x '
+                   f'{t.plateau_factor:g}, now {tracker["lr_scale"]:g} x the schedule')
+  if events & stopping.STOP and step < t.num_steps:
+    writer.write(step, 'early_stop', {'best_step': tracker['best_step'], f'best_{metric}': tracker['best'],
+                                      'evaluations_without_improvement': tracker['bad_evals']})
+    progress.write(f'step {step}: early stopping: {best} in {tracker["bad_evals"]} evaluations (train.patience='
+                   f'{t.patience}); the best checkpoint is {directory}/{tracker["best_step"]}')
 
 
 def _best_so_far(workdir: str, metric_name: str, start: int) -> tuple[int, float] | None:

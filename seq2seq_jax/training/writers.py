@@ -1,12 +1,15 @@
 """Where training metrics go: `metrics.jsonl` (one JSON object per line) and TensorBoard event files.
 
-TensorBoard files are written with tensorboardX, which needs no TensorFlow.
+TensorBoard files are written with tensorboardX, which needs no TensorFlow; images (the attention heatmaps of
+each evaluation) go there too, beside their PNG files.
 """
 
 import json
 import os
 
+import numpy as np
 import tensorboardX
+from PIL import Image
 
 from seq2seq_jax.runs import workdir as workdir_lib
 
@@ -53,6 +56,17 @@ class MetricWriter:
     for name, value in values.items():
       if isinstance(value, (int, float)):
         self._tb.add_scalar(f'{kind}/{name}', value, int(step))
+    self._tb.flush()
+
+  def images(self, step: int, kind: str, paths: list[str]) -> None:
+    """The PNG files at `paths` as TensorBoard images `kind/1`, `kind/2`, ... at `step` (the slider of the
+    Images tab walks through the evaluations)."""
+    if not self.enabled:
+      return
+    for i, path in enumerate(paths, 1):
+      with Image.open(path) as image:
+        rgb_HxWx3 = np.asarray(image.convert('RGB'))
+      self._tb.add_image(f'{kind}/{i}', rgb_HxWx3, int(step), dataformats='HWC')
     self._tb.flush()
 
   def close(self) -> None:
