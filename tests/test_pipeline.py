@@ -1,10 +1,12 @@
 """Batches: few shapes, filler rows that weigh nothing, seeded order, exact iterator restore; synthetic tasks."""
 
 import numpy as np
+import pytest
 
 from seq2seq_jax import config
 from seq2seq_jax.data import pipeline, synthetic
 from seq2seq_jax.data.vocab import BOS, EOS, PAD
+from seq2seq_jax.errors import ConfigError
 
 
 def _examples(n=300, seed=0):
@@ -95,3 +97,45 @@ def test_a_process_builds_exactly_its_rows_of_the_global_batch():
     part = ex.batch(idx, rows)
     for key in full:
       np.testing.assert_array_equal(part[key], full[key][rows])
+
+
+def test_token_budget_batches_fit_the_budget_with_one_shape_per_bucket():
+  ex = _examples(600)
+  budget, devices = 400, 4
+  rows = ex.rows_by_key(budget, multiple=devices)
+  counts = {key: int((ex.keys == key).all(axis=1).sum()) for key in rows}
+  for (s_len, t_len), r in rows.items():
+    assert r % devices == 0 and r * (s_len + t_len) <= budget
+    # the most rows that fit, unless the bucket has fewer examples (then its size, rounded up to the devices)
+    assert (r + devices) * (s_len + t_len) > budget or r >= counts[(s_len, t_len)]
+  assert len(set(rows.values())) > 2  # short buckets get more rows than long ones
+  shapes, seen = set(), []
+  for idx in ex.plan(rows, np.random.default_rng(0)):
+    batch = ex.batch(idx)
+    shapes.add(batch['src'].shape + batch['tgt_in'].shape)
+    assert batch['src'].shape[0] * (batch['src'].shape[1] + batch['tgt_in'].shape[1]) <= budget
+    seen += batch['index'][batch['index'] >= 0].tolist()
+  assert sorted(seen) == list(range(len(ex)))  # every example once per epoch
+  assert len(shapes) == len(rows)  # one shape per bucket: jit compiles a bounded number of programs
+
+
+def test_token_budget_too_small_for_a_bucket_is_a_config_error():
+  ex = _examples(300)
+  longest = max(int(s) + int(t) for s, t in ex.keys)
+  with pytest.raises(ConfigError, match=rf'data\.batch_tokens={2 * longest - 1} is too small for the length bucket '
+                                        rf'of \d+ source \+ \d+ target positions: 2 row\(s\) \(one per device\) '
+                                        rf'need {2 * longest}'):
+    ex.rows_by_key(2 * longest - 1, multiple=2)
+  assert min(ex.rows_by_key(2 * longest, multiple=2).values()) == 2
+
+
+def test_processes_build_their_rows_of_token_budget_batches():
+  ex = _examples(300)
+  rows = ex.rows_by_key(300, multiple=4)
+  whole = iter(pipeline.train_stream(ex, rows, seed=3))
+  parts = [iter(pipeline.train_stream(ex, rows, seed=3, process=(p, 2))) for p in range(2)]
+  for _ in range(12):
+    full = next(whole)
+    halves = [next(part) for part in parts]
+    for key in full:
+      np.testing.assert_array_equal(np.concatenate([h[key] for h in halves]), full[key])

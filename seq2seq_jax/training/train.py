@@ -170,6 +170,7 @@ def train(cfg, workdir: str, log=print) -> dict:
   devices = jax.devices()
   config_lib.validate(cfg, num_devices=len(devices))
   examples, validation_pairs, src_vocab, tgt_vocab = prepare_data(cfg, workdir, log)
+  parallel.batch_rows(cfg, examples)  # a token budget too small for a length bucket fails here
   model = seq2seq.build(cfg.model, len(src_vocab), len(tgt_vocab))
   created, done = not os.path.isdir(workdir), False
   lock = _take_lock(workdir, log)
@@ -295,6 +296,8 @@ def _loop(cfg, workdir, model, state, start, meta, data_iter, validation_pairs, 
       if step % t.log_every == 0 or step == t.num_steps or signalled:
         jax.block_until_ready(pending[-1])  # the clock must see the device's work, not its dispatch
         logged = _log_train([dp.metrics(m) for m in pending], step, time.perf_counter() - clock, t.on_nonfinite)
+        if t.accumulate > 1:  # steps count optimizer updates; each one took train.accumulate micro-batches
+          logged['micro_batches'] = step * t.accumulate
         writer.write(step, 'train', logged)
         progress.update(step, logged['loss'], logged['tokens_per_s'])
         pending, clock = [], time.perf_counter()
