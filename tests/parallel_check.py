@@ -4,8 +4,9 @@
 
 Runs K train steps on one device (plain jit), with DataParallel pmap and with DataParallel shard_map on the same
 global batches, then the shard_map traps (check_vma on/off, with/without an extra gradient psum) for one step.
-Config overrides after OUT_DIR (e.g. another attention kind, the attention losses) change the model and the
-training of the three runs; the traps (a model of their own) are then skipped.
+Config overrides after OUT_DIR (e.g. another attention kind, the attention losses, accumulation) change the model
+and the training of the three runs; the traps (a model of their own) are then skipped. With
+train.plateau_patience > 0 each step gets another learning-rate scale (0.5 ** step).
 Prints one JSON object (metrics per run and step); the final parameters go to
 OUT_DIR/params_{init,single,pmap,shard_map}.npz.
 """
@@ -84,10 +85,12 @@ def main() -> None:
   init_host = jax.device_get(init)
 
   runs = {}
+  # With reduce-on-plateau on, every step gets another learning-rate scale (none may recompile the step).
+  scales = [0.5 ** i if cfg.train.plateau_patience else 1.0 for i in range(len(data))]
   single = jax.jit(functools.partial(steps.train_step, model=model, cfg=cfg))
   state, ms = init, []
-  for b in data:
-    state, m = single(state, b)
+  for b, scale in zip(data, scales):
+    state, m = single(state, b, scale)
     ms.append(m)
   runs['single'] = (host(state.params), [host(m) for m in ms])
 
@@ -99,7 +102,7 @@ def main() -> None:
     state, ms = dp.replicate(init_host), []
     for i, b in enumerate(data):
       before = len(compiles)
-      state, m = dp.step(state, b)  # one process: its local rows are the whole global batch
+      state, m = dp.step(state, b, scales[i])  # one process: its local rows are the whole global batch
       if i > 0:  # one batch shape: only the first step may compile
         recompiles[mode] = recompiles.get(mode, 0) + len(compiles) - before
       ms.append(dp.metrics(m))

@@ -113,6 +113,42 @@ def test_stateful_kind_with_attention_losses_trains_like_one_device(tmp_path):
   assert min(report['metrics']['single']['guided_loss_sum']) > 0
 
 
+def test_accumulation_and_a_changing_learning_rate_scale_train_like_one_device(tmp_path):
+  """train.accumulate=2 (each device's rows split into 2 micro-batches) and a learning-rate scale that changes at
+  every step (reduce-on-plateau): pmap and shard_map give one device's parameters, without recompiling."""
+  r = subprocess.run([sys.executable, os.path.join(ROOT, 'tests', 'parallel_check.py'), '3', str(tmp_path),
+                      'train.accumulate=2', 'train.plateau_patience=1'], cwd=ROOT, env=_env(DEVICES),
+                     capture_output=True, text=True, timeout=280)
+  assert r.returncode == 0, r.stderr[-3000:]
+  report = json.loads(r.stdout.strip().splitlines()[-1])
+  assert report['recompiles'] == {'pmap': 0, 'shard_map': 0}
+  single = _params(tmp_path, 'single')
+  for mode in ('pmap', 'shard_map'):
+    params = _params(tmp_path, mode)
+    for key in single:
+      np.testing.assert_allclose(params[key], single[key], rtol=1e-5, atol=1e-6, err_msg=f'{mode} {key}')
+    for key in ('loss_sum', 'grad_norm', 'tokens', 'correct'):
+      np.testing.assert_allclose(report['metrics'][mode][key], report['metrics']['single'][key], rtol=1e-5)
+
+
+def test_token_budget_batches_with_accumulation_train_on_8_devices(tmp_path):
+  """data.batch_tokens with train.accumulate on 8 devices: data.batch_size (12, not a multiple of 8) is unused."""
+  workdir = str(tmp_path / 'run')
+  r = subprocess.run([sys.executable, '-m', 'seq2seq_jax', 'train', '--config', 'configs/reverse.py',
+                      '--workdir', workdir, *[f'--config.{o}' for o in (
+                          'data.batch_size=12', 'data.batch_tokens=256', 'train.accumulate=2', 'data.min_len=5',
+                          'data.max_len=6', 'data.num_train=200', 'data.num_eval=8', 'model.embed_size=8',
+                          'model.encoder_size=8', 'model.decoder_size=16', 'model.attention_size=8',
+                          'train.num_steps=2', 'train.log_every=1', 'train.eval_every=2', 'train.attention_plots=0')]],
+                     cwd=ROOT, env=_env(DEVICES), capture_output=True, text=True, timeout=280)
+  assert r.returncode == 0, r.stderr[-3000:]
+  assert ('batches: each step (one optimizer update) sums the gradients of 2 micro-batches of up to 256 padded '
+          'source + target positions (rows per length bucket)') in r.stderr, r.stderr[-3000:]
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    rows = [json.loads(line) for line in f if '"train"' in line]
+  assert [r['micro_batches'] for r in rows] == [2, 4] and all(r['skipped_updates'] == 0 for r in rows)
+
+
 def test_batch_size_must_divide_by_the_devices():
   cfg = config.default_config()
   cfg.data.batch_size = 16

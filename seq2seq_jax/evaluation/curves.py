@@ -10,6 +10,7 @@ a dashed one, the best evaluation a star. Drawn on matplotlib's Agg canvas (no d
 
 import json
 import numbers
+import os
 
 from seq2seq_jax.errors import DataError
 
@@ -67,7 +68,7 @@ def task_metric(rows: list[dict]) -> str | None:
 
 
 def write_png(metrics_path: str, output: str, title: str | None = None) -> str:
-  """Draws the curves of `metrics_path` into the PNG file `output`; returns `output`."""
+  """Draws the curves of `metrics_path` into the PNG file `output` (its folder is made); returns `output`."""
   from matplotlib.figure import Figure
   rows = read_rows(metrics_path)
   train = sorted((r['step'], r['loss']) for r in rows if r['kind'] == 'train')
@@ -105,5 +106,6 @@ def write_png(metrics_path: str, output: str, title: str | None = None) -> str:
   axes[-1].set_xlabel('step')
   for ax in axes:
     ax.grid(alpha=0.3)
+  os.makedirs(os.path.dirname(output) or '.', exist_ok=True)
   fig.savefig(output, dpi=DPI, format='png')
   return output
