@@ -1,4 +1,5 @@
-"""Decoding options through the command line (in-process) on a tiny trained reverse model."""
+"""Decoding options through the command line (in-process) on a tiny trained reverse model: beam search, n-best,
+sampling, the decoding controls (top-p, minimum length, n-gram blocking, prefixes), interactive predict."""
 
 import json
 import os
@@ -22,7 +23,7 @@ def workdir(tmp_path_factory):
       'train.num_steps=150', 'train.eval_every=150', 'train.eval_examples=20', 'train.learning_rate=1e-2',
       'data.min_len=4', 'data.max_len=6', 'data.alphabet_size=8', 'data.num_train=2000', 'data.num_eval=20',
       'data.batch_size=32', 'model.embed_size=16', 'model.encoder_size=32', 'model.decoder_size=32',
-      'model.attention_size=32', 'model.bidirectional=False', 'decode.batch_size=16'])
+      'model.attention_size=32', 'model.bidirectional=False', 'decode.batch_size=16', 'data.max_source_len=8'])
   train.train(cfg, folder, log=lambda m: None)
   return folder
 
@@ -87,6 +88,11 @@ def test_predict_sampling_is_seeded_and_batch_independent(capsys, workdir, input
     (['--sample', '--temperature', '0'], 'temperature must be > 0'),
     (['--temperature', '0.5'], 'apply to sampling only'),
     (['--sample', '--beam', '2'], 'sampling takes no beam'),
+    (['--sample', '--top-p', '0'], 'top-p must be in (0, 1]'),
+    (['--top-p', '0.5'], 'apply to sampling only'),
+    (['--min-len', '-1'], 'min-len must be >= 0'),
+    (['--no-repeat-ngram', '-2'], 'no-repeat-ngram must be >= 0'),
+    (['--interactive', '--input', 'x.txt'], '--interactive reads stdin'),
 ])
 def test_bad_flag_combinations_are_one_line_errors(capsys, flags, message):
   code, lines, err = _run(capsys, 'predict', '--workdir', 'no/such/dir', *flags)
@@ -111,3 +117,54 @@ def test_plot_attention_command(capsys, workdir, tmp_path):
   code, lines, err = _run(capsys, 'plot-attention', '--workdir', workdir, '--output', str(tmp_path / 'b.png'),
                           'abcdef')
   assert code == 0 and lines == [str(tmp_path / 'b.png')], err
+
+
+def _lines(tmp_path, name, lines) -> str:
+  path = tmp_path / name
+  path.write_text(''.join(line + '\n' for line in lines))
+  return str(path)
+
+
+def _repeats(text: str, n: int) -> bool:
+  grams = [text[i:i + n] for i in range(len(text) - n + 1)]
+  return len(set(grams)) < len(grams)
+
+
+def test_decoding_controls_on_the_command_line(capsys, workdir, tmp_path):
+  inputs = _lines(tmp_path, 'in.txt', ['aaaa', 'abab', 'hgfe'])
+  greedy = _predict(capsys, workdir, inputs)
+  assert greedy[:2] == ['aaaa', 'baba'] and all(_repeats(o, 2) for o in greedy[:2])
+  for n in (1, 2):
+    blocked = _predict(capsys, workdir, inputs, '--no-repeat-ngram', str(n))
+    assert not any(_repeats(o, n) for o in blocked) and blocked[:2] != greedy[:2], blocked
+  longer = _predict(capsys, workdir, inputs, '--min-len', '9')
+  assert all(len(o) >= 9 for o in longer), longer
+  prefixes = _lines(tmp_path, 'prefixes.txt', ['ba', '', 'h'])
+  forced = _predict(capsys, workdir, inputs, '--prefix-file', prefixes)
+  assert forced[0].startswith('ba') and forced[1] == greedy[1] and forced[2].startswith('h') and forced != greedy
+  # a nucleus of almost no probability holds the most likely token alone: greedy
+  assert _predict(capsys, workdir, inputs, '--sample', '--top-p', '0.01', '--seed', '5') == greedy
+
+
+def test_eval_and_decode_speed_take_the_controls_as_flags_or_config_keys(capsys, workdir):
+  results = []
+  for flags in ((), ('--min-len', '9'), ('--config.decode.min_len=9',)):
+    code, lines, err = _run(capsys, 'eval', '--workdir', workdir, '--split', 'test', *flags)
+    assert code == 0, err
+    results.append(json.loads(lines[-1]))
+  plain, flag, key = results
+  assert flag == key and flag['exact_match'] == 0.0 < plain['exact_match']  # every target is at most 6 long
+  code, lines, err = _run(capsys, 'decode-speed', '--workdir', workdir, '--split', 'test', '--min-len', '9')
+  assert code == 0, err
+  speed = json.loads(lines[-1])
+  assert speed['min_len'] == 9 and speed['wer'] == 100.0 and speed['sources'] == 20
+
+
+def test_prefix_file_errors_name_the_file_and_line(capsys, workdir, input_file, tmp_path):
+  for lines, needle in ((['dc', 'z', ''], 'prefixes.txt:2: unknown symbol \'z\''),
+                        (['dc', ''], '2 prefix line(s) for 3 input line(s)'),
+                        (['', 'a' * 20, ''], 'prefixes.txt:2: a prefix of 20 tokens, over the output limit 16')):
+    path = _lines(tmp_path, 'prefixes.txt', lines)
+    code, out, err = _run(capsys, 'predict', '--workdir', workdir, '--input', input_file, '--prefix-file', path)
+    assert code == 2 and not out and err.startswith('error: ') and len(err.strip().splitlines()) == 1, err
+    assert needle in err, err
