@@ -1,13 +1,19 @@
 """Decoding options through the command line (in-process) on a tiny trained reverse model: beam search, n-best,
 sampling, the decoding controls (top-p, minimum length, n-gram blocking, prefixes), interactive predict."""
 
+import io
 import json
 import os
+import select
+import subprocess
+import sys
+import time
 
 import pytest
 from PIL import Image
 
 from seq2seq_jax import cli, config
+from seq2seq_jax.decoding import DecodeOptions, Predictor, search
 from seq2seq_jax.evaluation import plotting
 from seq2seq_jax.training import train
 
@@ -168,3 +174,88 @@ def test_prefix_file_errors_name_the_file_and_line(capsys, workdir, input_file, 
     code, out, err = _run(capsys, 'predict', '--workdir', workdir, '--input', input_file, '--prefix-file', path)
     assert code == 2 and not out and err.startswith('error: ') and len(err.strip().splitlines()) == 1, err
     assert needle in err, err
+
+
+# Interactive predict: each line answered as soon as it is read, bad lines answered by an error, no compilation
+# after start-up.
+
+def test_warm_up_compiles_every_bucket_once_and_lines_compile_nothing(workdir):
+  predictor = Predictor.load(workdir)
+  assert predictor.warm_up() == [4, 8, 12]  # the bucket lengths of sources of 1 .. 8 symbols (+ EOS)
+  compiled = search.decode._cache_size()
+  assert predictor.predict(['abc']) == ['cba']  # padded to 4
+  assert predictor.predict(['hgfedc']) == ['cdefgh']  # padded to 8: another shape, already compiled
+  assert search.decode._cache_size() == compiled
+  cold = DecodeOptions(beam=2)  # not warmed up: the counter sees each new shape compile
+  predictor.predict(['abc'], options=cold)
+  predictor.predict(['hgfedc'], options=cold)
+  assert search.decode._cache_size() == compiled + 2
+
+
+def _read_line(fd: int, timeout: float) -> str:
+  """One line from a pipe's file descriptor, waiting at most `timeout` seconds for it."""
+  data, deadline = b'', time.monotonic() + timeout
+  while not data.endswith(b'\n'):
+    ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+    assert ready, f'no complete line within {timeout} s (so far {data!r})'
+    byte = os.read(fd, 1)  # one byte at a time: never past the line
+    assert byte, f'end of output (so far {data!r})'
+    data += byte
+  return data.decode('utf-8')[:-1]
+
+
+def _stderr_line(fd: int, timeout: float) -> str:
+  """The next line of stderr that the command itself wrote (error: / ready:), skipping library warnings."""
+  while True:
+    line = _read_line(fd, timeout)
+    if line.startswith(('error: ', 'ready: ')):
+      return line
+
+
+def test_interactive_answers_each_line_before_the_next_through_a_pipe(capsys, workdir, tmp_path):
+  lines = ['abc', 'ab!', '', 'abcdefghab', 'hgfedc']
+  batch = _predict(capsys, workdir, _lines(tmp_path, 'in.txt', ['abc', 'hgfedc', 'abcd']))[:2]
+  proc = subprocess.Popen([sys.executable, '-m', 'seq2seq_jax', 'predict', '--workdir', workdir, '--interactive'],
+                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT, bufsize=0)
+  try:
+    out, err = proc.stdout.fileno(), proc.stderr.fileno()
+    answers, errors = [], []
+    for i, line in enumerate(lines):
+      proc.stdin.write(line.encode() + b'\n')  # one line, then its answer before the next line is written
+      answers.append(_read_line(out, 300 if i == 0 else 60))
+      if i == 0:
+        assert _stderr_line(err, 10).startswith('ready: decoders compiled for sources padded to 4, 8, 12')
+      if i in (1, 2, 3):
+        errors.append(_stderr_line(err, 10))
+    proc.stdin.close()
+    assert proc.wait(timeout=60) == 2
+    final = _stderr_line(err, 10)
+  finally:
+    proc.kill()
+  assert answers == [batch[0], '', '', '', batch[1]]
+  assert errors == ["error: <stdin>:2: unknown symbol '!' (not in the training vocabulary)",
+                    'error: <stdin>:3: empty line', 'error: <stdin>:4: 10 symbols, over data.max_source_len=8']
+  assert final == 'error: 3 of 5 input lines had errors (each answered above)'
+
+
+class _Terminal(io.TextIOWrapper):
+  """stdin as a terminal: isatty() is True."""
+
+  def isatty(self):
+    return True
+
+
+def test_a_terminal_on_stdin_makes_predict_interactive(capsys, monkeypatch, workdir, tmp_path):
+  flags = ('--sample', '--seed', '3', '--temperature', '3.0', '--top-p', '0.9', '--format', 'jsonl')
+  batch = _predict(capsys, workdir, _lines(tmp_path, 'in.txt', ['abc', 'abc', 'hgfedc']), *flags)
+  first = _predict(capsys, workdir, _lines(tmp_path, 'in.txt', ['hgfedc', 'abc', 'abc']), *flags)
+  assert json.loads(first[0])['text'] != json.loads(batch[2])['text']  # the line's number picks its sample
+  monkeypatch.setattr(sys, 'stdin', _Terminal(io.BytesIO(b'abc\nab!\nhgfedc\n'), encoding='utf-8'))
+  code, lines, err = _run(capsys, 'predict', '--workdir', workdir, *flags)
+  assert code == 2 and len(lines) == 3
+  for i in (0, 2):  # each line samples with its own line's key, as in the whole input
+    got, want = json.loads(lines[i]), json.loads(batch[i])
+    assert got['text'] == want['text'] and got['score'] == pytest.approx(want['score'], rel=1e-5)
+  assert json.loads(lines[1]) == {'source': 'ab!', 'error': "<stdin>:2: unknown symbol '!' (not in the training "
+                                                            "vocabulary)"}
+  assert [line.split(':')[0] for line in err.splitlines()] == ['ready', 'error', 'error']
