@@ -10,11 +10,11 @@
   seq2seq-jax average --workdir DIR --last K
   seq2seq-jax decode-speed --workdir DIR [--split test] [--beam K --alpha A --coverage-penalty B | --sample ...]
                            [controls]
-
-Sampling: --sample --temperature T --top-k K --top-p P --seed S; controls: --min-len N --no-repeat-ngram N
---prefix-file FILE (every decoder; flags left out take the run's decode.* config values).
   seq2seq-jax export  --workdir DIR --output FILE.npz [--beam K --alpha A]
   seq2seq-jax bench   --config CONFIG [--config.key=value ...] [--workdir DIR] [--steps N] [--output FILE]
+
+Sampling: --sample --temperature T --top-k K --top-p P --seed S; controls: --min-len N --no-repeat-ngram N
+--prefix-file FILE (flags left out take the run's decode.* config values).
 """
 
 import argparse
@@ -131,9 +131,8 @@ def _interactive(args, options):
   if predictor.cfg.decode.prefix_file:
     raise Seq2SeqError(f'--interactive takes no prefix file (config decode.prefix_file='
                        f'{predictor.cfg.decode.prefix_file!r})')
-  lengths = predictor.warm_up(options)
-  print(f'ready: decoders compiled for sources padded to {", ".join(map(str, lengths))} symbols; one answer per '
-        f'input line', file=sys.stderr, flush=True)
+  print(f'ready: decoders compiled for sources padded to {", ".join(map(str, predictor.warm_up(options)))} '
+        f'symbols; one answer per input line', file=sys.stderr, flush=True)
   bad = number = 0
   for number, raw in enumerate(iter(sys.stdin.buffer.readline, b''), 1):
     text = ''

@@ -3,10 +3,10 @@ log-probabilities, all applied in one place (`constrain`) inside the compiled lo
 
 R rows (sentences, or sentences x beams), V target vocabulary, L output buffer length, P prefix length.
 
-Each entry of `CONSTRAINTS` is a pure function `(controls, logp_RxV, at) -> logp_RxV` that sets the tokens a
-row may not emit to -inf and leaves the others at the model's own log-probability (so scores stay the model's
-log-probabilities of the chosen tokens, and beam search's ranking is unchanged among allowed tokens). They run
-in order and a later one wins over an earlier one:
+Each entry of `CONSTRAINTS` is a pure function `(controls, logp_RxV, model_logp_RxV, at) -> logp_RxV` that sets
+the tokens a row may not emit to -inf and leaves the others at the model's own log-probability (so scores stay
+the model's log-probabilities of the chosen tokens, and beam search's ranking is unchanged among allowed
+tokens). They run in order and a later one wins over an earlier one:
 
   min_length      EOS is not allowed before `min_len` output tokens (the prefix counts)
   no_repeat_ngram no n-gram of size `no_repeat_ngram` occurs twice in a row's output (the prefix counts)
@@ -18,7 +18,8 @@ A control that is off adds nothing to the compiled program (it is decided from s
 with every control off the results are bit-identical to decoding without them. Each control reads only its own
 row (its history, prefix and limit), so results stay independent of the batch, its order and its padding.
 Sampling's own transforms of the distribution it draws from (temperature, top-k, top-p) are in sampling.py.
-Adding a control: a setting in `Controls`, a function here, one entry in `CONSTRAINTS`.
+Adding a control: a setting in `Controls`, a function here, one entry in `CONSTRAINTS`; to expose it, a field of
+`search.DecodeOptions`, a flag (cli.py) and a `decode.*` config key, all of the same name.
 """
 
 import dataclasses
