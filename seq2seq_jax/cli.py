@@ -2,16 +2,20 @@
 
   seq2seq-jax train   --config configs/reverse.py --workdir DIR [--config.key=value ...]
   seq2seq-jax eval    --workdir DIR [--workdir DIR2 ...] [--split test] [--references FILE]
-                      [--beam K --alpha A --coverage-penalty B]
-  seq2seq-jax predict --workdir DIR [--input FILE] [--beam K --nbest N --alpha A --coverage-penalty B | --sample ...]
-                      [--format jsonl]
+                      [--beam K --alpha A --coverage-penalty B | --sample ...] [controls]
+  seq2seq-jax predict --workdir DIR [--input FILE | --interactive]
+                      [--beam K --nbest N --alpha A --coverage-penalty B | --sample ...] [controls] [--format jsonl]
   seq2seq-jax plot-attention --workdir DIR --output FILE.png TEXT [TEXT ...]
   seq2seq-jax plot-metrics --workdir DIR [--output FILE.png]
   seq2seq-jax info    --workdir DIR [--step best|latest|averaged|N]
   seq2seq-jax average --workdir DIR --last K
-  seq2seq-jax decode-speed --workdir DIR [--split test] [--beam K --alpha A --coverage-penalty B]
+  seq2seq-jax decode-speed --workdir DIR [--split test] [--beam K --alpha A --coverage-penalty B | --sample ...]
+                           [controls]
   seq2seq-jax export  --workdir DIR --output FILE.npz [--beam K --alpha A]
   seq2seq-jax bench   --config CONFIG [--config.key=value ...] [--workdir DIR] [--steps N] [--output FILE]
+
+Sampling: --sample --temperature T --top-k K --top-p P --seed S; controls: --min-len N --no-repeat-ngram N
+--prefix-file FILE (flags left out take the run's decode.* config values).
 """
 
 import argparse
@@ -40,6 +44,14 @@ def _decode_options(args):
   return DecodeOptions(**{k: v for k, v in given.items() if v is not None})
 
 
+def _prefix_lines(args, predictor=None):
+  """(path, lines) of the prefix file of --prefix-file (before the model is loaded: `predictor` None) or of the
+  run's decode.prefix_file (after); None when there is none."""
+  from seq2seq_jax.data import files
+  path = args.prefix_file or (predictor.cfg.decode.prefix_file if predictor else '')
+  return (path, files.split_lines(files.read_text(path, allow_empty=True))) if path else None
+
+
 def _load_predictor(args):
   """The model of --workdir, or the ensemble of several --workdir flags (combined by --ensemble-combine)."""
   from seq2seq_jax.decoding import Predictor
@@ -52,17 +64,20 @@ def _eval(args, overrides):
   from seq2seq_jax.data import sources
   from seq2seq_jax.evaluation import evaluate
   options = _decode_options(args)
+  _prefix_lines(args)  # a bad --prefix-file fails before the model loads
   predictor = _load_predictor(args)
   for item in overrides:  # data overrides, e.g. to evaluate on another test file
     config.apply_inference_override(predictor.cfg, item, 'eval')
+  prefixes = _prefix_lines(args, predictor)
   if args.references:
     from seq2seq_jax.data import files
     references = files.read_references(args.references)
     result = evaluate.decoded(predictor, references, translation=predictor.cfg.data.task == 'tfds',
-                              options=options)
+                              options=options, prefixes=prefixes)
     split = args.references
   else:
-    result = evaluate.evaluate(predictor, sources.load_pairs(predictor.cfg, args.split), options=options)
+    result = evaluate.evaluate(predictor, sources.load_pairs(predictor.cfg, args.split), options=options,
+                               prefixes=prefixes)
     split = args.split
   print(json.dumps({'split': split, **result}, sort_keys=True))
 
@@ -72,6 +87,8 @@ def _predict(args, overrides):
     raise Seq2SeqError(f'predict takes no config overrides: {overrides[0]}')
   from seq2seq_jax.data import files
   options = _decode_options(args)
+  if args.interactive or (args.input is None and sys.stdin.isatty()):
+    return _interactive(args, options)
   # The input is read (bytes, decoded as UTF-8 whatever the locale) before the model is loaded: a bad input
   # fails at once. Lines end at \n only (files.split_lines): one output line per input line, always.
   if args.input:
@@ -79,19 +96,58 @@ def _predict(args, overrides):
   else:
     text, where = files.decode_utf8(sys.stdin.buffer.read(), '<stdin>'), '<stdin>'
   texts = [line.strip() for line in files.split_lines(text)]
+  _prefix_lines(args)
   predictor = _load_predictor(args)
-  results = predictor.predict_nbest(texts, where=where, options=options)
-  lines = []
-  for text, hyps in zip(texts, results):
-    if args.format == 'text':  # an output holding a line end would break the one-line-per-input rule
-      lines.append(' ||| '.join(' '.join(files.split_lines(output)) for output, _ in hyps))
-    else:
-      entries = [{'text': output, 'score': score if math.isfinite(score) else None} for output, score in hyps]
-      lines.append(json.dumps({'source': text, **entries[0], **({'nbest': entries} if len(entries) > 1 else {})},
-                              ensure_ascii=False))
+  prefix_where, prefixes = _prefix_lines(args, predictor) or (None, None)
+  results = predictor.predict_nbest(texts, where=where, options=options, prefixes=prefixes,
+                                    prefix_where=prefix_where)
+  _write(''.join(_answer(args.format, text, hyps) + '\n' for text, hyps in zip(texts, results)))
+
+
+def _answer(fmt: str, text: str, hyps: list[tuple[str, float]]) -> str:
+  """The output line of one input line."""
+  from seq2seq_jax.data import files
+  if fmt == 'text':  # an output holding a line end would break the one-line-per-input rule
+    return ' ||| '.join(' '.join(files.split_lines(output)) for output, _ in hyps)
+  entries = [{'text': output, 'score': score if math.isfinite(score) else None} for output, score in hyps]
+  return json.dumps({'source': text, **entries[0], **({'nbest': entries} if len(entries) > 1 else {})},
+                    ensure_ascii=False)
+
+
+def _write(text: str) -> None:
   sys.stdout.flush()
-  sys.stdout.buffer.write(''.join(line + '\n' for line in lines).encode('utf-8'))  # UTF-8 whatever the locale
+  sys.stdout.buffer.write(text.encode('utf-8'))  # UTF-8 whatever the locale
   sys.stdout.buffer.flush()
+
+
+def _interactive(args, options):
+  """Answers each line of stdin as soon as it is read, one output line per input line. A bad line (not UTF-8,
+  empty, an unknown symbol, too long) is answered by its one-line error on stderr and an empty line (text) or
+  {"source", "error"} (jsonl) on stdout, and the session goes on; the exit status is 2 if any line was bad."""
+  from seq2seq_jax.data import files
+  from seq2seq_jax.errors import DataError
+  if args.input or args.prefix_file:
+    raise Seq2SeqError('--interactive reads stdin line by line: it takes no --input and no --prefix-file')
+  predictor = _load_predictor(args)
+  if predictor.cfg.decode.prefix_file:
+    raise Seq2SeqError(f'--interactive takes no prefix file (config decode.prefix_file='
+                       f'{predictor.cfg.decode.prefix_file!r})')
+  print(f'ready: decoders compiled for sources padded to {", ".join(map(str, predictor.warm_up(options)))} '
+        f'symbols; one answer per input line', file=sys.stderr, flush=True)
+  bad = number = 0
+  for number, raw in enumerate(iter(sys.stdin.buffer.readline, b''), 1):
+    text = ''
+    try:
+      text = files.split_lines(files.decode_utf8(raw, '<stdin>', first_line=number))[0].strip()
+      answer = _answer(args.format, text, predictor.predict_nbest([text], '<stdin>', options, first_line=number)[0])
+    except DataError as e:
+      bad += 1
+      message = ' '.join(str(e).splitlines())
+      print(f'error: {message}', file=sys.stderr, flush=True)
+      answer = '' if args.format == 'text' else json.dumps({'source': text, 'error': message}, ensure_ascii=False)
+    _write(answer + '\n')
+  if bad:
+    raise Seq2SeqError(f'{bad} of {number} input lines had errors (each answered above)')
 
 
 def _plot_attention(args, overrides):
@@ -137,9 +193,11 @@ def _decode_speed(args, overrides):
   if overrides:
     raise Seq2SeqError(f'decode-speed takes no config overrides: {overrides[0]}')
   options = _decode_options(args)
+  _prefix_lines(args)
   predictor = _load_predictor(args)
   references = sources.group_references(sources.load_pairs(predictor.cfg, args.split))
-  print(json.dumps({'split': args.split, **experiments.decode_speed(predictor, references, options)}))
+  result = experiments.decode_speed(predictor, references, options, prefixes=_prefix_lines(args, predictor))
+  print(json.dumps({'split': args.split, **result}))
 
 
 def _bench(args, overrides):
@@ -200,19 +258,19 @@ def parser() -> argparse.ArgumentParser:
   e.add_argument('--split', default='test', choices=('train', 'validation', 'test'))
   e.add_argument('--references', help='SOURCE<TAB>REF1[<TAB>REF2...] file to score against')
   _beam_flags(e)
+  _decoding_flags(e)
   _step_flag(e)
   r = sub.add_parser('predict', help='decode lines of text (stdin by default), one output line per input line')
   _workdirs_flag(r)
   r.add_argument('--input', metavar='FILE', help='input file (default: stdin)')
+  r.add_argument('--interactive', action='store_true',
+                 help='answer each stdin line as soon as it is read (the default when stdin is a terminal); '
+                      'a bad line gets its error on stderr and an empty answer, and the session goes on')
   _beam_flags(r)
+  _decoding_flags(r)
   _step_flag(r)
   r.add_argument('--nbest', type=int, metavar='N',
                  help='outputs per input line, best first (at most --beam; default 1)')
-  r.add_argument('--sample', action='store_true', help='sample instead of the most likely output')
-  r.add_argument('--temperature', type=float, metavar='T', help='with --sample: divides the logits (default 1)')
-  r.add_argument('--top-k', type=int, metavar='K', help='with --sample: draw from the K most likely tokens only')
-  r.add_argument('--seed', type=int, metavar='S',
-                 help='with --sample: the random seed (default 0; same seed, same output)')
   r.add_argument('--batch-size', type=int, metavar='B',
                  help='input lines decoded together (default: the config\'s decode.batch_size)')
   r.add_argument('--format', choices=('text', 'jsonl'), default='text',
@@ -241,6 +299,7 @@ def parser() -> argparse.ArgumentParser:
   d.add_argument('--split', default='test', choices=('train', 'validation', 'test'))
   d.add_argument('--batch-size', type=int, help="sources decoded together (default: decode.batch_size)")
   _beam_flags(d)
+  _decoding_flags(d)
   _step_flag(d)
   x = sub.add_parser('export', help='write the greedy and beam decoders as serialised jax.export programs (.npz) '
                                     'that run with jax and numpy only (scripts/run_exported.py)')
@@ -259,6 +318,25 @@ def parser() -> argparse.ArgumentParser:
   b.add_argument('--profile', metavar='DIR', help='also trace 5 steps with jax.profiler into DIR and list the '
                                                   'XLA operations that take the most time')
   return p
+
+
+def _decoding_flags(p: argparse.ArgumentParser) -> None:
+  """Sampling and the decoding controls, for predict, eval and decode-speed (left out: the run's decode.*)."""
+  p.add_argument('--sample', action='store_true', help='sample instead of the most likely output')
+  p.add_argument('--temperature', type=float, metavar='T', help='with --sample: divides the logits (default 1)')
+  p.add_argument('--top-k', type=int, metavar='K', help='with --sample: draw from the K most likely tokens only')
+  p.add_argument('--top-p', type=float, metavar='P',
+                 help='with --sample: draw from the smallest set of most likely tokens whose probability reaches '
+                      'P (nucleus sampling; default decode.top_p = 1: all)')
+  p.add_argument('--seed', type=int, metavar='S',
+                 help='with --sample: the random seed (default 0; same seed, same output)')
+  p.add_argument('--min-len', type=int, metavar='N',
+                 help='no EOS before N output tokens (default decode.min_len = 0), unless nothing else is allowed')
+  p.add_argument('--no-repeat-ngram', type=int, metavar='N',
+                 help='no n-gram of N tokens occurs twice in an output (default decode.no_repeat_ngram = 0: off)')
+  p.add_argument('--prefix-file', metavar='FILE',
+                 help='one output prefix per input line (target symbols; an empty line: none): each output '
+                      'starts with its prefix, then decoding goes on (default decode.prefix_file)')
 
 
 def _beam_flags(p: argparse.ArgumentParser) -> None:

@@ -110,6 +110,11 @@ def default_config() -> ml_collections.ConfigDict:
   dc.max_len_b = 10
   dc.max_len_cap = 256
   dc.batch_size = 256
+  # Decoding controls (decoding/controls.py), for every decoder; the defaults change nothing:
+  dc.min_len = 0              # output tokens (EOS excluded) before EOS is allowed
+  dc.no_repeat_ngram = 0      # n > 0: no n-gram of n tokens occurs twice in an output
+  dc.top_p = 1.0              # sampling: draw from the smallest set of tokens with probability >= top_p (1: all)
+  dc.prefix_file = ''         # predict / eval / decode-speed: one forced output prefix per input line
 
   c.parallel = p = ml_collections.ConfigDict()
   p.mode = 'pmap'             # pmap | shard_map
@@ -260,8 +265,10 @@ def validate(cfg: ml_collections.ConfigDict, num_devices: int | None = None) -> 
   at_least(0, 'train.warmup_steps', 'train.weight_decay', 'train.eval_examples', 'train.attention_plots',
            'train.teacher_forcing_min', 'decode.max_len_a', 'decode.max_len_b', 'model.monotonic_noise',
            'train.coverage_loss', 'train.guided_loss', 'train.guided_anneal_steps', 'train.patience',
-           'train.plateau_patience', 'data.batch_tokens')
+           'train.plateau_patience', 'data.batch_tokens', 'decode.min_len', 'decode.no_repeat_ngram')
   at_least(1, 'train.accumulate')
+  if not 0 < cfg.decode.top_p <= 1:
+    raise ConfigError(f'config decode.top_p={cfg.decode.top_p!r} must be in (0, 1]')
   at_least(1, 'model.location_filters', 'model.location_width', 'model.mocha_width')
   if not t.guided_width > 0:
     raise ConfigError(f'config train.guided_width={t.guided_width!r} must be > 0')

@@ -1,8 +1,14 @@
-"""The compiled decoders of a Seq2Seq model with a length rule, as the tests call them (outputs as numpy)."""
+"""The compiled decoders of a Seq2Seq model with a length rule, as the tests call them (outputs as numpy), and a
+stand-in chain model with the decoders' interface."""
+
+import dataclasses
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
+from seq2seq_jax.data.pipeline import pad_sources
+from seq2seq_jax.data.vocab import BOS, PAD
 from seq2seq_jax.decoding import search
 from seq2seq_jax.decoding.beam import Beam
 from seq2seq_jax.decoding.fns import ModelFns
@@ -33,3 +39,51 @@ def sample(model, params, src, src_len, keys, *, temperature: float = 1.0, top_k
   """As greedy's, one sample per source drawn with its key."""
   out = _run(model, params, src, src_len, Sample(rule(**length_rule), temperature, top_k), keys)
   return {k: v[:, 0] for k, v in out.items()}
+
+
+def prefix_rows(prefixes, width: int | None = None):
+  """Prefixes as (B, width) PAD-padded int32 (width: the longest by default)."""
+  out = np.full((len(prefixes), width or max(len(p) for p in prefixes)), PAD, np.int32)
+  for row, p in enumerate(prefixes):
+    out[row, :len(p)] = p
+  return out
+
+
+def run(fns, params, chosen, sentences, *, pad_to=None, prefixes=None, prefix_width=None, keys=None) -> dict:
+  """`chosen` (a search) over `fns` on source id lists `sentences` (padded to `pad_to`, default the longest
+  plus EOS) with forced `prefixes` (padded to `prefix_width`); outputs with the n-best axis, as numpy."""
+  src, src_len = pad_sources(sentences, pad_to or max(len(x) for x in sentences) + 1)
+  prefix = None if prefixes is None else prefix_rows(prefixes, prefix_width)
+  return jax.tree.map(np.asarray, search.decode(params, src, src_len, keys, prefix, fns=fns, search=chosen))
+
+
+def hyps(out) -> list[list[list[int]]]:
+  """The n-best token lists of each sentence of an output with the n-best axis."""
+  tokens, lengths = out['tokens'], out['lengths']
+  return [[tokens[i, n, :lengths[i, n]].tolist() for n in range(tokens.shape[1])] for i in range(len(tokens))]
+
+
+@dataclasses.dataclass(frozen=True)
+class ChainFns:
+  """A stand-in for a model with the decoders' interface (fns.py): its parameters are a (V, V) table of
+  log-probabilities, and the next token's distribution is the previous token's row; attention is uniform."""
+
+  def encode(self, logp_VxV, src_BxS, src_len_B):
+    del logp_VxV
+    return {'h': jnp.zeros((src_BxS.shape[0], 1))}, {'mask': jnp.arange(src_BxS.shape[1]) < src_len_B[:, None]}
+
+  def step(self, logp_VxV, carry, y_B, memory):
+    return carry, logp_VxV[y_B], memory['mask'] / memory['mask'].sum(-1, keepdims=True)
+
+
+def chain_table(rows: dict[int, dict[int, float]], vocab: int) -> np.ndarray:
+  """Log-probabilities (V, V): row `token` holds rows[token] ({next token: probability}), every other token of
+  the row at probability 0 (-inf); a token without a row continues uniformly. PAD and BOS are never next."""
+  table = np.full((vocab, vocab), 1.0 / (vocab - 2))
+  table[:, [PAD, BOS]] = 0.0
+  for token, row in rows.items():
+    table[token] = 0.0
+    for nxt, p in row.items():
+      table[token, nxt] = p
+  with np.errstate(divide='ignore'):
+    return np.log(table).astype(np.float32)

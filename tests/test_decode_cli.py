@@ -1,12 +1,19 @@
-"""Decoding options through the command line (in-process) on a tiny trained reverse model."""
+"""Decoding options through the command line (in-process) on a tiny trained reverse model: beam search, n-best,
+sampling, the decoding controls (top-p, minimum length, n-gram blocking, prefixes), interactive predict."""
 
+import io
 import json
 import os
+import select
+import subprocess
+import sys
+import time
 
 import pytest
 from PIL import Image
 
 from seq2seq_jax import cli, config
+from seq2seq_jax.decoding import DecodeOptions, Predictor, search
 from seq2seq_jax.evaluation import plotting
 from seq2seq_jax.training import train
 
@@ -22,7 +29,7 @@ def workdir(tmp_path_factory):
       'train.num_steps=150', 'train.eval_every=150', 'train.eval_examples=20', 'train.learning_rate=1e-2',
       'data.min_len=4', 'data.max_len=6', 'data.alphabet_size=8', 'data.num_train=2000', 'data.num_eval=20',
       'data.batch_size=32', 'model.embed_size=16', 'model.encoder_size=32', 'model.decoder_size=32',
-      'model.attention_size=32', 'model.bidirectional=False', 'decode.batch_size=16'])
+      'model.attention_size=32', 'model.bidirectional=False', 'decode.batch_size=16', 'data.max_source_len=8'])
   train.train(cfg, folder, log=lambda m: None)
   return folder
 
@@ -87,6 +94,11 @@ def test_predict_sampling_is_seeded_and_batch_independent(capsys, workdir, input
     (['--sample', '--temperature', '0'], 'temperature must be > 0'),
     (['--temperature', '0.5'], 'apply to sampling only'),
     (['--sample', '--beam', '2'], 'sampling takes no beam'),
+    (['--sample', '--top-p', '0'], 'top-p must be in (0, 1]'),
+    (['--top-p', '0.5'], 'apply to sampling only'),
+    (['--min-len', '-1'], 'min-len must be >= 0'),
+    (['--no-repeat-ngram', '-2'], 'no-repeat-ngram must be >= 0'),
+    (['--interactive', '--input', 'x.txt'], '--interactive reads stdin'),
 ])
 def test_bad_flag_combinations_are_one_line_errors(capsys, flags, message):
   code, lines, err = _run(capsys, 'predict', '--workdir', 'no/such/dir', *flags)
@@ -111,3 +123,139 @@ def test_plot_attention_command(capsys, workdir, tmp_path):
   code, lines, err = _run(capsys, 'plot-attention', '--workdir', workdir, '--output', str(tmp_path / 'b.png'),
                           'abcdef')
   assert code == 0 and lines == [str(tmp_path / 'b.png')], err
+
+
+def _lines(tmp_path, name, lines) -> str:
+  path = tmp_path / name
+  path.write_text(''.join(line + '\n' for line in lines))
+  return str(path)
+
+
+def _repeats(text: str, n: int) -> bool:
+  grams = [text[i:i + n] for i in range(len(text) - n + 1)]
+  return len(set(grams)) < len(grams)
+
+
+def test_decoding_controls_on_the_command_line(capsys, workdir, tmp_path):
+  inputs = _lines(tmp_path, 'in.txt', ['aaaa', 'abab', 'hgfe'])
+  greedy = _predict(capsys, workdir, inputs)
+  assert greedy[:2] == ['aaaa', 'baba'] and all(_repeats(o, 2) for o in greedy[:2])
+  for n in (1, 2):
+    blocked = _predict(capsys, workdir, inputs, '--no-repeat-ngram', str(n))
+    assert not any(_repeats(o, n) for o in blocked) and blocked[:2] != greedy[:2], blocked
+  longer = _predict(capsys, workdir, inputs, '--min-len', '9')
+  assert all(len(o) >= 9 for o in longer), longer
+  prefixes = _lines(tmp_path, 'prefixes.txt', ['ba', '', 'h'])
+  forced = _predict(capsys, workdir, inputs, '--prefix-file', prefixes)
+  assert forced[0].startswith('ba') and forced[1] == greedy[1] and forced[2].startswith('h') and forced != greedy
+  # a nucleus of almost no probability holds the most likely token alone: greedy
+  assert _predict(capsys, workdir, inputs, '--sample', '--top-p', '0.01', '--seed', '5') == greedy
+
+
+def test_eval_and_decode_speed_take_the_controls_as_flags_or_config_keys(capsys, workdir):
+  results = []
+  for flags in ((), ('--min-len', '9'), ('--config.decode.min_len=9',)):
+    code, lines, err = _run(capsys, 'eval', '--workdir', workdir, '--split', 'test', *flags)
+    assert code == 0, err
+    results.append(json.loads(lines[-1]))
+  plain, flag, key = results
+  assert flag == key and flag['exact_match'] == 0.0 < plain['exact_match']  # every target is at most 6 long
+  code, lines, err = _run(capsys, 'decode-speed', '--workdir', workdir, '--split', 'test', '--min-len', '9')
+  assert code == 0, err
+  speed = json.loads(lines[-1])
+  assert speed['min_len'] == 9 and speed['wer'] == 100.0 and speed['sources'] == 20
+
+
+def test_prefix_file_errors_name_the_file_and_line(capsys, workdir, input_file, tmp_path):
+  for lines, needle in ((['dc', 'z', ''], 'prefixes.txt:2: unknown symbol \'z\''),
+                        (['dc', ''], '2 prefix line(s) for 3 input line(s)'),
+                        (['', 'a' * 20, ''], 'prefixes.txt:2: a prefix of 20 tokens, over the output limit 16')):
+    path = _lines(tmp_path, 'prefixes.txt', lines)
+    code, out, err = _run(capsys, 'predict', '--workdir', workdir, '--input', input_file, '--prefix-file', path)
+    assert code == 2 and not out and err.startswith('error: ') and len(err.strip().splitlines()) == 1, err
+    assert needle in err, err
+
+
+# Interactive predict: each line answered as soon as it is read, bad lines answered by an error, no compilation
+# after start-up.
+
+def test_warm_up_compiles_every_bucket_once_and_lines_compile_nothing(workdir):
+  predictor = Predictor.load(workdir)
+  assert predictor.warm_up() == [4, 8, 12]  # the bucket lengths of sources of 1 .. 8 symbols (+ EOS)
+  compiled = search.decode._cache_size()
+  assert predictor.predict(['abc']) == ['cba']  # padded to 4
+  assert predictor.predict(['hgfedc']) == ['cdefgh']  # padded to 8: another shape, already compiled
+  assert search.decode._cache_size() == compiled
+  cold = DecodeOptions(beam=2)  # not warmed up: the counter sees each new shape compile
+  predictor.predict(['abc'], options=cold)
+  predictor.predict(['hgfedc'], options=cold)
+  assert search.decode._cache_size() == compiled + 2
+
+
+def _read_line(fd: int, timeout: float) -> str:
+  """One line from a pipe's file descriptor, waiting at most `timeout` seconds for it."""
+  data, deadline = b'', time.monotonic() + timeout
+  while not data.endswith(b'\n'):
+    ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+    assert ready, f'no complete line within {timeout} s (so far {data!r})'
+    byte = os.read(fd, 1)  # one byte at a time: never past the line
+    assert byte, f'end of output (so far {data!r})'
+    data += byte
+  return data.decode('utf-8')[:-1]
+
+
+def _stderr_line(fd: int, timeout: float) -> str:
+  """The next line of stderr that the command itself wrote (error: / ready:), skipping library warnings."""
+  while True:
+    line = _read_line(fd, timeout)
+    if line.startswith(('error: ', 'ready: ')):
+      return line
+
+
+def test_interactive_answers_each_line_before_the_next_through_a_pipe(capsys, workdir, tmp_path):
+  lines = ['abc', 'ab!', '', 'abcdefghab', 'hgfedc']
+  batch = _predict(capsys, workdir, _lines(tmp_path, 'in.txt', ['abc', 'hgfedc', 'abcd']))[:2]
+  proc = subprocess.Popen([sys.executable, '-m', 'seq2seq_jax', 'predict', '--workdir', workdir, '--interactive'],
+                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT, bufsize=0)
+  try:
+    out, err = proc.stdout.fileno(), proc.stderr.fileno()
+    answers, errors = [], []
+    for i, line in enumerate(lines):
+      proc.stdin.write(line.encode() + b'\n')  # one line, then its answer before the next line is written
+      answers.append(_read_line(out, 300 if i == 0 else 60))
+      if i == 0:
+        assert _stderr_line(err, 10).startswith('ready: decoders compiled for sources padded to 4, 8, 12')
+      if i in (1, 2, 3):
+        errors.append(_stderr_line(err, 10))
+    proc.stdin.close()
+    assert proc.wait(timeout=60) == 2
+    final = _stderr_line(err, 10)
+  finally:
+    proc.kill()
+  assert answers == [batch[0], '', '', '', batch[1]]
+  assert errors == ["error: <stdin>:2: unknown symbol '!' (not in the training vocabulary)",
+                    'error: <stdin>:3: empty line', 'error: <stdin>:4: 10 symbols, over data.max_source_len=8']
+  assert final == 'error: 3 of 5 input lines had errors (each answered above)'
+
+
+class _Terminal(io.TextIOWrapper):
+  """stdin as a terminal: isatty() is True."""
+
+  def isatty(self):
+    return True
+
+
+def test_a_terminal_on_stdin_makes_predict_interactive(capsys, monkeypatch, workdir, tmp_path):
+  flags = ('--sample', '--seed', '3', '--temperature', '3.0', '--top-p', '0.9', '--format', 'jsonl')
+  batch = _predict(capsys, workdir, _lines(tmp_path, 'in.txt', ['abc', 'abc', 'hgfedc']), *flags)
+  first = _predict(capsys, workdir, _lines(tmp_path, 'in.txt', ['hgfedc', 'abc', 'abc']), *flags)
+  assert json.loads(first[0])['text'] != json.loads(batch[2])['text']  # the line's number picks its sample
+  monkeypatch.setattr(sys, 'stdin', _Terminal(io.BytesIO(b'abc\nab!\nhgfedc\n'), encoding='utf-8'))
+  code, lines, err = _run(capsys, 'predict', '--workdir', workdir, *flags)
+  assert code == 2 and len(lines) == 3
+  for i in (0, 2):  # each line samples with its own line's key, as in the whole input
+    got, want = json.loads(lines[i]), json.loads(batch[i])
+    assert got['text'] == want['text'] and got['score'] == pytest.approx(want['score'], rel=1e-5)
+  assert json.loads(lines[1]) == {'source': 'ab!', 'error': "<stdin>:2: unknown symbol '!' (not in the training "
+                                                            "vocabulary)"}
+  assert [line.split(':')[0] for line in err.splitlines()] == ['ready', 'error', 'error']

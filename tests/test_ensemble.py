@@ -1,6 +1,8 @@
 """Ensembles: the combined step against the members' own log-probabilities; an ensemble of one model with
-itself decodes like the model; beam 1 equals greedy; batch, order and padding invariance; vocabulary checks."""
+itself decodes like the model; beam 1 equals greedy; batch, order and padding invariance, also under the
+decoding controls; vocabulary checks."""
 
+import functools
 import json
 import os
 import shutil
@@ -15,10 +17,12 @@ from seq2seq_jax.data.pipeline import pad_sources
 from seq2seq_jax.data.vocab import EOS
 from seq2seq_jax.decoding import search
 from seq2seq_jax.decoding.beam import Beam
+from seq2seq_jax.decoding.controls import Controls
 from seq2seq_jax.decoding.ensemble import EnsembleFns
 from seq2seq_jax.decoding.fns import ModelFns
 from seq2seq_jax.decoding.greedy import Greedy, LengthRule
 from seq2seq_jax.model import ModelConfig, Seq2Seq
+from tests import decoders
 
 RULE = LengthRule(1.5, 4, 16)
 SENTENCES = [[4, 5, 6, 7, 8, 9], [5, 6], [11, 10, 4, 4], [7], [8, 9, 10, 11, 4], [6, 6, 6]]
@@ -100,6 +104,22 @@ def test_beam_one_is_greedy_and_results_are_batch_order_and_padding_invariant(me
     assert _hyps(padded) == _hyps(reference)
     alone = [_hyps(_decode(fns, params, [s], chosen))[0] for s in SENTENCES[:3]]
     assert alone == _hyps(reference)[:3]
+
+
+def test_the_decoding_controls_apply_to_the_ensembles_step(members):
+  fns, params = EnsembleFns(tuple(f for f, _ in members), 'prob'), tuple(p for _, p in members)
+  controls, prefixes = Controls(min_len=4, no_repeat_ngram=1), [[5], [], [7, 8], [], [9], [4, 6, 8]]
+  run = functools.partial(decoders.run, fns, params, sentences=SENTENCES, prefixes=prefixes)
+  greedy = decoders.hyps(run(Greedy(RULE, controls)))
+  assert decoders.hyps(run(Beam(RULE, 1, controls=controls))) == greedy
+  assert decoders.hyps(run(Greedy(RULE))) != greedy
+  limits = RULE.limits(np.array([len(s) + 1 for s in SENTENCES]))
+  for [h], prefix, limit in zip(greedy, prefixes, np.asarray(limits)):
+    assert h[:len(prefix)] == prefix and min(4, limit) <= len(h) and len(set(h)) == len(h), h  # no repeated token
+  order = [3, 0, 5, 1, 4, 2]
+  shuffled = decoders.run(fns, params, Greedy(RULE, controls), [SENTENCES[i] for i in order],
+                          prefixes=[prefixes[i] for i in order], pad_to=12, prefix_width=6)
+  assert decoders.hyps(shuffled) == [greedy[i] for i in order]
 
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -24,14 +24,15 @@ class Pair:
   where: str
 
 
-def decode_utf8(data: bytes, where: str) -> str:
-  """`data` as UTF-8 text, a leading BOM dropped; DataError naming `where:line` and the byte otherwise."""
+def decode_utf8(data: bytes, where: str, first_line: int = 1) -> str:
+  """`data` as UTF-8 text, a leading BOM dropped; DataError naming `where:line` and the byte otherwise (the
+  first line of `data` being line `first_line`)."""
   if data.startswith(codecs.BOM_UTF8):
     data = data[len(codecs.BOM_UTF8):]
   try:
     return data.decode("utf-8")
   except UnicodeDecodeError as e:
-    lineno = data.count(b"\n", 0, e.start) + 1
+    lineno = data.count(b"\n", 0, e.start) + first_line
     column = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
     bad = f"byte 0x{data[e.start]:02x} at column {column}, byte offset {e.start} of the input"
     raise DataError(f"{where}:{lineno}: not valid UTF-8 ({bad})") from None

@@ -35,6 +35,12 @@ def bucket_len(n: int, step: int) -> int:
   return b
 
 
+def source_buckets(max_source_len: int, step: int) -> dict[int, int]:
+  """Every padded length that sources of 1 .. max_source_len symbols (plus EOS) get, each with the number of
+  symbols of the longest source padded to it."""
+  return {bucket_len(n + 1, step): n for n in range(1, max_source_len + 1)}
+
+
 def merge_rare_keys(keys_Nx2: np.ndarray, min_count: int = 128) -> np.ndarray:
   """Moves examples of (S, T) keys rarer than `min_count` into the smallest frequent key that fits them.
 

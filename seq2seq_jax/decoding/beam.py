@@ -10,7 +10,10 @@ the sentence's buffer (`Finished`) of the N best finished hypotheses, ranked by 
 logp / lp(len), lp(len) = ((5 + len) / 6) ** alpha, len counting the output tokens including EOS. The K best
 non-EOS candidates stay live. At the first step only beam 0 is live (the others are -inf), so the K beams
 start distinct. The length limit and EOS forcing are greedy's (`greedy.LengthRule`); PAD and BOS are never
-emitted. With K = 1 and alpha = 0 the result is exactly greedy's (tokens, and the score as log-prob sum).
+emitted. The decoding controls (controls.py: minimum length, n-gram blocking, forced prefix, length limit)
+constrain each live hypothesis's next token as they do greedy's: the token history they read is each
+hypothesis's own, reordered with the beams. With K = 1 and alpha = 0 the result is exactly greedy's under the
+same controls (tokens, and the score as log-prob sum).
 
 Coverage penalty (GNMT, Wu et al., 2016), with `coverage_penalty` β > 0: a finished hypothesis's score is
   logp / lp(len) + cp,   cp = β Σ_j log(min(Σ_t α_{t,j}, 1))
@@ -38,7 +41,9 @@ import jax
 import jax.numpy as jnp
 
 from seq2seq_jax.data.vocab import BOS, EOS, PAD
-from seq2seq_jax.decoding.greedy import LengthRule
+from seq2seq_jax.decoding import controls as controls_lib
+from seq2seq_jax.decoding.controls import Controls
+from seq2seq_jax.decoding.greedy import LengthRule, no_prefix
 
 
 def length_penalty(length, alpha: float):
@@ -80,6 +85,7 @@ class BeamState:
   parents: jax.Array    # (B, L, K) the live beam each one extended (back-pointers)
   attn: jax.Array       # (B, L, K, S)
   coverage: jax.Array   # (B*K, S) attention summed over each live hypothesis's steps ((B*K, 0) without penalty)
+  history: jax.Array    # (B*K, L) each live hypothesis's tokens, for the controls that read them ((B*K, 0) else)
   done: jax.Array       # (B,) no live hypothesis can still enter the finished buffer
   fin: Finished
 
@@ -106,8 +112,11 @@ def _backtrack(st: BeamState, steps: int) -> tuple[jax.Array, jax.Array]:
 
 
 def beam_search(encode: Callable, step: Callable, src_BxS, src_len_B, rule: LengthRule, *, beam: int,
-                nbest: int = 1, alpha: float = 0.0, early_stop: bool = True, coverage_penalty: float = 0.0) -> dict:
-  """Returns, best first per sentence: tokens (B, N, L) (PAD after EOS), lengths (B, N) (without EOS),
+                nbest: int = 1, alpha: float = 0.0, early_stop: bool = True, coverage_penalty: float = 0.0,
+                controls: Controls = Controls(), prefix_BxP=None) -> dict:
+  """`prefix_BxP`: each sentence's forced first tokens (PAD after them; None: none).
+
+  Returns, best first per sentence: tokens (B, N, L) (PAD after EOS), lengths (B, N) (without EOS),
   scores (B, N) (normalised, plus the coverage penalty if any), logprobs (B, N) (raw sums, EOS included),
   attention (B, N, L, S), and the number of steps run. A slot that no hypothesis could fill (tiny vocabularies)
   has score -inf."""
@@ -117,8 +126,10 @@ def beam_search(encode: Callable, step: Callable, src_BxS, src_len_B, rule: Leng
   batch, src_steps = src_BxS.shape
   steps = rule.buffer(src_steps)
   limit_B = rule.limits(src_len_B)
+  prefix_BxP = no_prefix(batch) if prefix_BxP is None else prefix_BxP
   carry, memory = encode(src_BxS, src_len_B)
-  carry, memory = jax.tree.map(lambda x: jnp.repeat(x, k, axis=0), (carry, memory))
+  carry, memory, limit_BK, prefix_BKxP = jax.tree.map(lambda x: jnp.repeat(x, k, axis=0),
+                                                      (carry, memory, limit_B, prefix_BxP))
   mask_BxS = jnp.arange(src_steps)[None, :] < src_len_B[:, None]
   penalised = coverage_penalty != 0
   state = BeamState(
@@ -126,7 +137,7 @@ def beam_search(encode: Callable, step: Callable, src_BxS, src_len_B, rule: Leng
       logp=jnp.full((batch, k), -jnp.inf).at[:, 0].set(0.0),
       tokens=jnp.full((batch, steps, k), PAD, jnp.int32), parents=jnp.zeros((batch, steps, k), jnp.int32),
       attn=jnp.zeros((batch, steps, k, src_steps)), done=jnp.zeros((batch,), bool),
-      coverage=jnp.zeros((batch * k, src_steps if penalised else 0)),
+      coverage=jnp.zeros((batch * k, src_steps if penalised else 0)), history=controls.history(batch * k, steps),
       fin=Finished(score=jnp.full((batch, nbest), -jnp.inf), logp=jnp.full((batch, nbest), -jnp.inf),
                    end=jnp.zeros((batch, nbest), jnp.int32), slot=jnp.zeros((batch, nbest), jnp.int32),
                    attn=jnp.zeros((batch, nbest, src_steps))))
@@ -138,9 +149,8 @@ def beam_search(encode: Callable, step: Callable, src_BxS, src_len_B, rule: Leng
     t, done_B = st.t, st.done
     carry, logp_BKxV, attn_BKxS = step(st.carry, st.y, memory)
     vocab = logp_BKxV.shape[-1]
+    logp_BKxV = controls_lib.constrain(controls, logp_BKxV, controls_lib.At(t, st.history, prefix_BKxP, limit_BK))
     logp_BxKxV = logp_BKxV.reshape(batch, k, vocab)
-    forced_Bx1x1 = (t >= limit_B)[:, None, None]
-    logp_BxKxV = jnp.where(forced_Bx1x1 & (jnp.arange(vocab) != EOS), -jnp.inf, logp_BxKxV)
     cand_BxKxV = jnp.where(done_B[:, None, None], -jnp.inf, st.logp[:, :, None] + logp_BxKxV)
     # The barrier keeps XLA from folding the slices below into the top-k, which would make it a full sort on CPU.
     top_BxM, flat_BxM = jax.lax.optimization_barrier(jax.lax.top_k(cand_BxKxV.reshape(batch, k * vocab), 2 * k))
@@ -170,6 +180,7 @@ def beam_search(encode: Callable, step: Callable, src_BxS, src_len_B, rule: Leng
     hopeless_B = bound_B <= fin.score[:, -1] if early_stop else jnp.isneginf(bound_B)
     return BeamState(t=t + 1, y=token_BxK.reshape(-1), carry=jax.tree.map(lambda x: x[rows_BK], carry),
                      coverage=coverage_BKxS[rows_BK],
+                     history=controls_lib.record(st.history[rows_BK], token_BxK.reshape(-1), t),
                      logp=logp_BxK, tokens=st.tokens.at[:, t].set(token_BxK),
                      parents=st.parents.at[:, t].set(parent_BxK),
                      attn=st.attn.at[:, t].set(_gather(attn_BxKxS, parent_BxK)),
@@ -190,8 +201,10 @@ class Beam:
   alpha: float = 0.0
   early_stop: bool = True
   coverage_penalty: float = 0.0
+  controls: Controls = Controls()
 
-  def __call__(self, encode, step, src_BxS, src_len_B, keys_B=None) -> dict:
+  def __call__(self, encode, step, src_BxS, src_len_B, keys_B=None, prefix_BxP=None) -> dict:
     del keys_B
     return beam_search(encode, step, src_BxS, src_len_B, self.rule, beam=self.beam, nbest=self.nbest,
-                       alpha=self.alpha, early_stop=self.early_stop, coverage_penalty=self.coverage_penalty)
+                       alpha=self.alpha, early_stop=self.early_stop, coverage_penalty=self.coverage_penalty,
+                       controls=self.controls, prefix_BxP=prefix_BxP)

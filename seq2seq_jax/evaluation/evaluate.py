@@ -60,18 +60,29 @@ def score(predictor, hyps: list[list[int]], references: list[tuple[str, list[str
   return out
 
 
+def decode_sources(predictor, references: list[tuple[str, list[str]]], options: DecodeOptions | None = None,
+                   prefixes: tuple[str, list[str]] | None = None) -> list[dict]:
+  """`predictor.decode_ids` of each reference item's source; `prefixes`: (where, lines), one forced output
+  prefix per item (see `Predictor.encode_prefixes`)."""
+  ids = source_ids(predictor, references)
+  forced = predictor.encode_prefixes(prefixes[1], prefixes[0], ids) if prefixes else None
+  return predictor.decode_ids(ids, options, forced)
+
+
 def decoded(predictor, references: list[tuple[str, list[str]]], translation: bool = False,
-            options: DecodeOptions | None = None) -> dict:
-  """Decodes each source (greedily unless `options` say otherwise) and scores its best output against its
-  references (percentages)."""
-  hyps = [r['tokens'] for r in predictor.decode_ids(source_ids(predictor, references), options)]
+            options: DecodeOptions | None = None, prefixes: tuple[str, list[str]] | None = None) -> dict:
+  """Decodes each source (greedily unless `options` say otherwise; `prefixes` as `decode_sources`') and scores
+  its best output against its references (percentages)."""
+  hyps = [r['tokens'] for r in decode_sources(predictor, references, options, prefixes)]
   return score(predictor, hyps, references, translation)
 
 
-def evaluate(predictor, pairs, max_items: int = 0, options: DecodeOptions | None = None) -> dict:
+def evaluate(predictor, pairs, max_items: int = 0, options: DecodeOptions | None = None,
+             prefixes: tuple[str, list[str]] | None = None) -> dict:
   """All metrics on `pairs` ((source, target, where) triples); `max_items` > 0 keeps the first sources only;
-  `options` set how the decoded metrics decode (default: greedy). An ensemble has decoded metrics only (its
-  teacher-forced loss is not defined here)."""
+  `options` set how the decoded metrics decode (default: greedy), `prefixes` one forced output prefix per
+  distinct source, in order of first appearance (see `decode_sources`). An ensemble has decoded metrics only
+  (its teacher-forced loss is not defined here)."""
   references = sources_lib.group_references(pairs)
   if max_items:
     references = references[:max_items]
@@ -81,5 +92,6 @@ def evaluate(predictor, pairs, max_items: int = 0, options: DecodeOptions | None
   if not predictor.is_ensemble:
     examples, _, _ = sources_lib.encode(predictor.cfg, pairs, predictor.src_vocab, predictor.tgt_vocab)
     result = teacher_forced(predictor, examples)
-  result.update(decoded(predictor, references, translation=predictor.cfg.data.task == 'tfds', options=options))
+  result.update(decoded(predictor, references, translation=predictor.cfg.data.task == 'tfds', options=options,
+                        prefixes=prefixes))
   return result

@@ -56,25 +56,31 @@ def average(workdir: str, last: int) -> dict:
           'fingerprint': checkpoint.fingerprint(averaged)}
 
 
-def decode_speed(predictor, references: list[tuple[str, list[str]]], options, repeats: int = 3) -> dict:
-  """Decodes every source of `references` (after one untimed pass that compiles) and scores the output.
+def decode_speed(predictor, references: list[tuple[str, list[str]]], options, repeats: int = 3,
+                 prefixes: tuple[str, list[str]] | None = None) -> dict:
+  """Decodes every source of `references` (after one untimed pass that compiles) and scores the output;
+  `prefixes`: (where, lines), one forced output prefix per source (see evaluate.decode_sources).
 
   Returns sources per second (median of `repeats` timed passes) with PER/WER of the decoded output.
   """
   from seq2seq_jax.evaluation import evaluate
+  options = predictor.options(options)
   ids = evaluate.source_ids(predictor, references)
+  forced = predictor.encode_prefixes(prefixes[1], prefixes[0], ids) if prefixes else None
   start = time.perf_counter()
-  results = predictor.decode_ids(ids, options)
+  results = predictor.decode_ids(ids, options, forced)
   first = time.perf_counter() - start
   seconds = []
   for _ in range(repeats):
     start = time.perf_counter()
-    predictor.decode_ids(ids, options)
+    predictor.decode_ids(ids, options, forced)
     seconds.append(time.perf_counter() - start)
   median = sorted(seconds)[len(seconds) // 2]
   rates = evaluate.score(predictor, [r['tokens'] for r in results], references)
+  controls = {'sample': options.sample, 'top_p': options.top_p, 'min_len': options.min_len,
+              'no_repeat_ngram': options.no_repeat_ngram, 'prefixes': prefixes[0] if prefixes else None}
   return {'sources': len(ids), 'beam': options.beam, 'alpha': options.alpha,
-          'coverage_penalty': options.coverage_penalty,
+          'coverage_penalty': options.coverage_penalty, **controls,
           'batch_size': options.batch_size or predictor.cfg.decode.batch_size,
           'first_pass_s': round(first, 3), 'seconds': [round(x, 3) for x in seconds],
           'sources_per_s': round(len(ids) / median, 1), 'per': rates['per'], 'wer': rates['wer']}

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from seq2seq_jax.data.pipeline import bucket_len
+from seq2seq_jax.data.pipeline import source_buckets
 from seq2seq_jax.decoding import search
 from seq2seq_jax.decoding.beam import Beam
 from seq2seq_jax.decoding.fns import ModelFns
@@ -31,7 +31,7 @@ FORMAT = 'seq2seq_jax.export/1'
 
 def buckets(max_source_len: int, step: int) -> list[int]:
   """Every padded source length a batch of sources of 1 .. max_source_len symbols (plus EOS) can get."""
-  return sorted({bucket_len(n + 1, step) for n in range(1, max_source_len + 1)})
+  return sorted(source_buckets(max_source_len, step))
 
 
 def _program(params, fns, chosen, s_len: int):
