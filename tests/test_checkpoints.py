@@ -136,9 +136,9 @@ def _poison_at(monkeypatch, bad_step):
   """Makes the loss NaN at 1-based step `bad_step` (the weights of that batch become NaN)."""
   original = steps.train_step
 
-  def poisoned(state, batch, **kw):
+  def poisoned(state, batch, *args, **kw):
     batch = dict(batch, weights=batch['weights'] * jnp.where(state.step + 1 == bad_step, jnp.nan, 1.0))
-    return original(state, batch, **kw)
+    return original(state, batch, *args, **kw)
 
   monkeypatch.setattr(steps, 'train_step', poisoned)
 

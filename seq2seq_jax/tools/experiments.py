@@ -27,7 +27,8 @@ def info(workdir: str, step: str = 'best') -> dict:
             'metric': metric, 'validation': run.meta.get('validation', {}),
             'best': {'step': best[0], metric: best[1]} if best is not None else None,
             'vocab_source': run.src_vocab.fingerprint(), 'vocab_target': run.tgt_vocab.fingerprint(),
-            'averaged_from': run.meta.get('averaged_from'), 'config': run.cfg.to_dict()}
+            'averaged_from': run.meta.get('averaged_from'), 'config': run.cfg.to_dict(),
+            'tracker': run.meta.get('tracker')}  # early stopping / reduce-on-plateau state at that step
   finally:
     main.close()
 
