@@ -94,6 +94,9 @@ def test_unusable_workdir_and_output_paths(trained, tmp_path, capsys):
     ('data.max_source_len=0', 'data.max_source_len=0 must be at least 1'),
     ('data.num_train=0', 'data.num_train=0 must be at least 1'),
     ('train.learning_rate=-0.001', 'train.learning_rate=-0.001 must be > 0'),
+    ('decode.top_p=1.5', 'decode.top_p=1.5 must be in (0, 1]'),
+    ('decode.min_len=-1', 'decode.min_len=-1 must be at least 0'),
+    ('decode.no_repeat_ngram=-1', 'decode.no_repeat_ngram=-1 must be at least 0'),
     ('data.max_source_len=3', 'no training data: 300 training pairs read, 300 of them longer than'),
 ])
 def test_config_values_that_would_crash_later(tmp_path, capsys, override, message):
