@@ -3,8 +3,13 @@
   from seq2seq_jax.decoding import DecodeOptions, Predictor
   Predictor.load('workdir').predict(['hello', 'world'])
   Predictor.load('workdir').predict_nbest(['hello'], options=DecodeOptions(beam=5, nbest=3, alpha=0.6))
+
+A pointer-generator (model.copy) reads a source symbol unknown to the source vocabulary as UNK but keeps its
+string: where the model copies it, it comes out verbatim (data/copying.py). Other models refuse such a symbol
+in `predict` (a one-line error naming it and the line).
 """
 
+import collections
 from typing import Callable, Sequence
 
 import jax
@@ -12,8 +17,9 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from seq2seq_jax import runs
+from seq2seq_jax.data import copying
 from seq2seq_jax.data.pipeline import bucket_len, pad_sources
-from seq2seq_jax.data.vocab import Vocab
+from seq2seq_jax.data.vocab import BOS, Vocab
 from seq2seq_jax.decoding import sampling, search
 from seq2seq_jax.decoding.ensemble import COMBINE, EnsembleFns
 from seq2seq_jax.decoding.fns import ModelFns
@@ -32,7 +38,7 @@ class Predictor:
 
   def __init__(self, cfg, params, src_vocab: Vocab, tgt_vocab: Vocab, fns=None, decode_params=None):
     self.cfg, self.params, self.src_vocab, self.tgt_vocab = cfg, params, src_vocab, tgt_vocab
-    self.model = seq2seq.build(cfg.model, len(src_vocab), len(tgt_vocab))
+    self.model = seq2seq.build(cfg.model, len(src_vocab), len(tgt_vocab), cfg.data.shared_vocab)
     self.fns = fns or ModelFns(self.model)
     self.decode_params = params if decode_params is None else decode_params
     self._replicated = None  # (parameters on every local device, batch-split sharding), when there are several
@@ -40,6 +46,11 @@ class Predictor:
   @property
   def is_ensemble(self) -> bool:
     return isinstance(self.fns, EnsembleFns)
+
+  @property
+  def copies(self) -> bool:
+    """A pointer-generator (model.copy): it emits extended ids and reads unknown source symbols as UNK."""
+    return bool(self.cfg.model.copy)
 
   @classmethod
   def load(cls, workdir: str | Sequence[str], step: str | int = 'best', combine: str = 'logprob') -> 'Predictor':
@@ -54,6 +65,9 @@ class Predictor:
     if combine not in COMBINE:
       raise ConfigError(f'ensemble combination {combine!r} is not one of {", ".join(COMBINE)}')
     for run in members[1:]:
+      if run.cfg.model.copy != first.cfg.model.copy:
+        raise ConfigError(f'{run.workdir}: model.copy={run.cfg.model.copy}, but {first.workdir} has '
+                          f'model.copy={first.cfg.model.copy}; an ensemble needs all members with copy or none')
       for side, mine, theirs in (('target', run.tgt_vocab, first.tgt_vocab),
                                  ('source', run.src_vocab, first.src_vocab)):
         if mine != theirs:
@@ -63,10 +77,17 @@ class Predictor:
     return cls(first.cfg, first.params, first.src_vocab, first.tgt_vocab, fns=fns,
                decode_params=tuple(run.params for run in members))
 
-  def decode_ids(self, sources: list[list[int]], options: DecodeOptions | None = None) -> list[dict]:
+  def decode_ids(self, sources: list[list[int]], options: DecodeOptions | None = None,
+                 extended: Sequence[copying.Extended] | None = None) -> list[dict]:
     """Results per source (token ids without EOS), best first: {'tokens', 'attention' (len + 1, source len),
-    'score', 'nbest': [{'tokens', 'attention', 'score'}] * options.nbest}; the top level is nbest[0]."""
+    'score', 'nbest': [{'tokens', 'attention', 'score'}] * options.nbest}; the top level is nbest[0].
+
+    A copy model reads each source's extended ids from `extended` (`extend`; without it, from the source ids,
+    where UNK then stays UNK), and its tokens may be extended ids (`symbols` maps them back)."""
     options = options or DecodeOptions()
+    if self.copies and extended is None:
+      extended = [copying.extend_symbols([self.src_vocab.symbols[i] for i in ids], self.tgt_vocab)
+                  for ids in sources]
     decode = self._decoder(options)
     batch_size = options.batch_size or self.cfg.decode.batch_size
     order = sorted(range(len(sources)), key=lambda i: len(sources[i]))
@@ -77,7 +98,8 @@ class Predictor:
       rows = -(-rows // jax.local_device_count()) * jax.local_device_count()  # ... and to the device count
       s_len = bucket_len(max(len(sources[i]) for i in idx) + 1, self.cfg.data.bucket_step)
       src, src_len = pad_sources([sources[i] for i in idx], s_len, rows)
-      out = {k: np.asarray(v) for k, v in decode(src, src_len, np.resize(idx, rows)).items()}
+      src_ext = pad_sources([extended[i].ext for i in idx], s_len, rows)[0] if self.copies else None
+      out = {k: np.asarray(v) for k, v in decode(src, src_len, np.resize(idx, rows), src_ext).items()}
       for row, i in enumerate(idx):
         hyps = []
         for n in range(options.nbest):
@@ -88,19 +110,20 @@ class Predictor:
     return results
 
   def _decoder(self, o: DecodeOptions) -> Callable:
-    """decode(src_BxS, src_len_B, ids_B) -> outputs with an n-best axis: tokens (B, N, L), lengths, scores,
-    attn (B, N, L, S); `ids_B` (each source's index in the input) picks the sampling keys."""
+    """decode(src_BxS, src_len_B, ids_B, src_ext_BxS) -> outputs with an n-best axis: tokens (B, N, L), lengths,
+    scores, attn (B, N, L, S); `ids_B` (each source's index in the input) picks the sampling keys; `src_ext_BxS`:
+    a copy model's extended ids (None otherwise)."""
     chosen = o.search(search.length_rule(self.cfg.decode))
 
-    def decode(src_BxS, src_len_B, ids_B):
-      keys = (sampling.sentence_keys(o.seed, ids_B),) if o.sample else ()
-      params, inputs = self._data_parallel((src_BxS, src_len_B) + keys)
+    def decode(src_BxS, src_len_B, ids_B, src_ext_BxS):
+      keys_B = sampling.sentence_keys(o.seed, ids_B) if o.sample else None
+      params, inputs = self._data_parallel((src_BxS, src_len_B, keys_B, src_ext_BxS))
       return search.decode(params, *inputs, fns=self.fns, search=chosen)
     return decode
 
   def _data_parallel(self, inputs: tuple) -> tuple:
-    """With several local devices: parameters replicated, inputs split along the batch axis; the compiled
-    decoder then runs each device's rows there (every row's result depends on that row only)."""
+    """With several local devices: parameters replicated, inputs (None: absent) split along the batch axis; the
+    compiled decoder then runs each device's rows there (every row's result depends on that row only)."""
     devices = jax.local_devices()
     if len(devices) == 1:
       return self.decode_params, inputs
@@ -109,26 +132,60 @@ class Predictor:
       self._replicated = (jax.device_put(self.decode_params, NamedSharding(mesh, P())),
                           NamedSharding(mesh, P('batch')))
     params, rows = self._replicated
-    return params, tuple(jax.device_put(x, rows) for x in inputs)
+    return params, tuple(None if x is None else jax.device_put(x, rows) for x in inputs)
 
-  def encode_texts(self, texts: list[str], where: str = 'input') -> list[list[int]]:
-    """Source ids of each text; an unknown symbol is an error naming it and the line (`where`:line)."""
+  def encode_texts(self, texts: list[str], where: str = 'input', lenient: bool = False) -> list[list[int]]:
+    """Source ids of each text; an unknown symbol is an error naming it and the line (`where`:line), unless
+    `lenient` or the model copies: then it is UNK."""
     ids = []
     for i, text in enumerate(texts):
       if not text:
         raise DataError(f'{where}:{i + 1}: empty line')
-      ids.append(self.src_vocab.encode(text, f'{where}:{i + 1}'))
+      unknown = collections.Counter() if lenient or self.copies else None
+      ids.append(self.src_vocab.encode(text, f'{where}:{i + 1}', unknown))
       if len(ids[-1]) > self.cfg.data.max_source_len:
         raise DataError(f'{where}:{i + 1}: {len(ids[-1])} symbols, over data.max_source_len='
                         f'{self.cfg.data.max_source_len}')
     return ids
 
+  def extend(self, texts: Sequence[str]) -> list[copying.Extended] | None:
+    """A copy model's extended ids of each text (None for other models)."""
+    return [copying.extend(t, self.src_vocab, self.tgt_vocab) for t in texts] if self.copies else None
+
+  def symbols(self, tokens: Sequence[int], extended: copying.Extended | None = None) -> list[str]:
+    """The target symbols of output ids (a copy model's extended ids name symbols of `extended`'s source)."""
+    return copying.symbols(tokens, self.tgt_vocab, extended)
+
+  def decode_texts(self, texts: list[str], where: str = 'input', options: DecodeOptions | None = None,
+                   lenient: bool = False) -> list[dict]:
+    """`decode_ids` of the texts (encoded by `encode_texts`), with each hypothesis's 'symbols'."""
+    extended = self.extend(texts)
+    results = self.decode_ids(self.encode_texts(texts, where, lenient), options, extended)
+    for i, r in enumerate(results):
+      for h in r['nbest']:
+        h['symbols'] = self.symbols(h['tokens'], extended[i] if extended else None)
+      r['symbols'] = r['nbest'][0]['symbols']
+    return results
+
   def predict_nbest(self, texts: list[str], where: str = 'input',
                     options: DecodeOptions | None = None) -> list[list[tuple[str, float]]]:
     """The options.nbest (text, score) pairs of each text, best first."""
-    results = self.decode_ids(self.encode_texts(texts, where), options)
-    return [[(self.tgt_vocab.decode(h['tokens']), h['score']) for h in r['nbest']] for r in results]
+    results = self.decode_texts(texts, where, options)
+    return [[(self.tgt_vocab.join(h['symbols']), h['score']) for h in r['nbest']] for r in results]
 
   def predict(self, texts: list[str], where: str = 'input', options: DecodeOptions | None = None) -> list[str]:
     """The best output text of each text."""
-    return [self.tgt_vocab.decode(r['tokens']) for r in self.decode_ids(self.encode_texts(texts, where), options)]
+    return [self.tgt_vocab.join(r['symbols']) for r in self.decode_texts(texts, where, options)]
+
+  def p_gen(self, texts: list[str], results: list[dict]) -> list[np.ndarray]:
+    """A copy model's p_gen at every step (EOS included) of each text's best output: its own output fed to the
+    teacher-forced decoder (with soft attention: for monotonic kinds, which decode hard, an approximation)."""
+    ids, extended = self.encode_texts(texts, lenient=True), self.extend(texts)
+    out = []
+    for i, r in enumerate(results):
+      src, src_len = pad_sources([ids[i]], len(ids[i]) + 1)
+      src_ext = pad_sources([extended[i].ext], len(ids[i]) + 1)[0]
+      tgt_in = np.array([[BOS] + list(r['tokens'])], np.int32)
+      gates = self.model.apply({'params': self.params}, src, src_len, tgt_in, src_ext, method='p_gen')
+      out.append(np.asarray(gates)[0])
+    return out

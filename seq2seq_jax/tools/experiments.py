@@ -62,17 +62,19 @@ def decode_speed(predictor, references: list[tuple[str, list[str]]], options, re
   Returns sources per second (median of `repeats` timed passes) with PER/WER of the decoded output.
   """
   from seq2seq_jax.evaluation import evaluate
-  ids = evaluate.source_ids(predictor, references)
+  texts = [s for s, _ in references]
+  ids, extended = predictor.encode_texts(texts, 'eval', lenient=True), predictor.extend(texts)
   start = time.perf_counter()
-  results = predictor.decode_ids(ids, options)
+  results = predictor.decode_ids(ids, options, extended)
   first = time.perf_counter() - start
   seconds = []
   for _ in range(repeats):
     start = time.perf_counter()
-    predictor.decode_ids(ids, options)
+    predictor.decode_ids(ids, options, extended)
     seconds.append(time.perf_counter() - start)
   median = sorted(seconds)[len(seconds) // 2]
-  rates = evaluate.score(predictor, [r['tokens'] for r in results], references)
+  hyps = [predictor.symbols(r['tokens'], extended[i] if extended else None) for i, r in enumerate(results)]
+  rates = evaluate.score(predictor, hyps, references)
   return {'sources': len(ids), 'beam': options.beam, 'alpha': options.alpha,
           'coverage_penalty': options.coverage_penalty,
           'batch_size': options.batch_size or predictor.cfg.decode.batch_size,

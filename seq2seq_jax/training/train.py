@@ -170,7 +170,7 @@ def train(cfg, workdir: str, log=print) -> dict:
   devices = jax.devices()
   config_lib.validate(cfg, num_devices=len(devices))
   examples, validation_pairs, src_vocab, tgt_vocab = prepare_data(cfg, workdir, log)
-  model = seq2seq.build(cfg.model, len(src_vocab), len(tgt_vocab))
+  model = seq2seq.build(cfg.model, len(src_vocab), len(tgt_vocab), cfg.data.shared_vocab)
   created, done = not os.path.isdir(workdir), False
   lock = _take_lock(workdir, log)
   try:
