@@ -74,6 +74,9 @@ def prepare_data(cfg, workdir: str, log):
   if report['unknown']:
     log(f'training data: {sum(report["unknown"].values())} unknown symbols mapped to UNK: '
         f'{dict(sorted(report["unknown"].items())[:10])}')
+  if report.get('copied'):
+    log(f'training data: {report["copied"]} target symbols outside the target vocabulary get the extended id of '
+        f'their source (model.copy)')
   if report['dropped_too_long']:
     log(f'training data: dropped {report["dropped_too_long"]} pairs longer than data.max_source_len / '
         f'max_target_len')
