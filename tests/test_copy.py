@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from seq2seq_jax.data.pipeline import pad_sources
-from seq2seq_jax.data.vocab import BOS, EOS, PAD, UNK
+from seq2seq_jax.data.vocab import BOS, EOS, UNK
 from seq2seq_jax.model import ModelConfig, Seq2Seq, attention, decoder, losses, pointer
 from tests import decoders
 
