@@ -157,10 +157,11 @@ def _plot_attention(args, overrides):
     raise Seq2SeqError(f'plot-attention takes no config overrides: {overrides[0]}')
   plotting.check_output(args.output)  # before the model is loaded
   predictor = Predictor.load(args.workdir, args.step)
-  ids = predictor.encode_texts(args.texts, where='argument')
+  predictor.encode_texts(args.texts, where='argument')  # bad input: one line, before any decoding
   stem, ext = os.path.splitext(args.output)
-  paths = [args.output] if len(ids) == 1 else [f'{stem}-{i + 1}{ext or ".png"}' for i in range(len(ids))]
-  for path in plotting.plot_ids(predictor, ids, paths):
+  n = len(args.texts)
+  paths = [args.output] if n == 1 else [f'{stem}-{i + 1}{ext or ".png"}' for i in range(n)]
+  for path in plotting.plot_texts(predictor, args.texts, paths, where='argument'):
     print(path)
 
 

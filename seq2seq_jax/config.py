@@ -13,14 +13,15 @@ import traceback
 
 import ml_collections
 
-from seq2seq_jax.data import synthetic
+from seq2seq_jax.data import tasks
 from seq2seq_jax.errors import ConfigError
 from seq2seq_jax.model import attention, cells, decoder
 
-TASKS = synthetic.TASKS + ('cmudict', 'tfds', 'files')
+TASKS = tuple(tasks.GENERATED) + ('cmudict', 'tfds', 'files')
 SCHEDULES = ('constant', 'cosine', 'linear', 'rsqrt')
 TF_SCHEDULES = ('constant', 'linear', 'exponential', 'inverse_sigmoid')
 TOKENIZERS = ('char', 'space', 'spm')
+METRICS = ('', 'rouge')
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -29,14 +30,14 @@ def default_config() -> ml_collections.ConfigDict:
   c.seed = 0
 
   c.data = d = ml_collections.ConfigDict()
-  d.task = 'reverse'          # copy | reverse | sort | addition | cmudict | tfds | files
+  d.task = 'reverse'          # copy | reverse | sort | addition | greeting | dates | cmudict | tfds | files
   d.train_file = ''           # SOURCE<TAB>TARGET files: when set, they replace the task's data
   d.validation_file = ''
   d.test_file = ''
   d.source_tokenizer = 'char'  # char | space | spm
   d.target_tokenizer = 'char'
   d.spm_vocab_size = 8000
-  d.num_train = 20_000        # synthetic tasks: examples per split (eval splits use num_eval)
+  d.num_train = 20_000        # generated tasks: training examples (eval splits use num_eval)
   d.num_eval = 1000
   d.min_len = 1
   d.max_len = 12
@@ -52,6 +53,10 @@ def default_config() -> ml_collections.ConfigDict:
   d.tfds_target_key = ''
   d.data_dir = ''             # TFDS data dir; '' -> $SEQ2SEQ_JAX_DATA_DIR or ~/.cache/seq2seq_jax/tfds
   d.keep_stress = False       # cmudict: keep stress digits on vowels
+  d.shared_vocab = False      # one vocabulary for both sides, built from both (needs the same tokenizer)
+  d.min_count = 1             # symbols seen fewer times in training are left out of the vocabulary (UNK;
+                              # with model.copy a target symbol found in its source is copied instead)
+  d.metric = ''               # '' (the task's metrics) | rouge: also ROUGE-1/2/L F1 (rouge-score) in eval
 
   c.model = m = ml_collections.ConfigDict()
   m.cell = 'gru'              # model.cells.CELLS: gru | lstm
@@ -75,6 +80,10 @@ def default_config() -> ml_collections.ConfigDict:
   m.compute_dtype = 'float32'  # float32 | bfloat16: dtype of activations and matmuls; parameters and
                                # optimizer state stay float32
   m.remat = False             # recompute each scan step's activations in the backward pass (less memory)
+  m.copy = False              # pointer-generator (See et al., 2017): copy source symbols, also ones outside the
+                              # target vocabulary (extended vocabulary V + source length)
+  m.tie_embeddings = False    # output projection = decoder embedding transposed (after a projection to the
+                              # embedding size if needed); with data.shared_vocab the encoder shares it too
 
   c.train = t = ml_collections.ConfigDict()
   t.num_steps = 2000
@@ -257,11 +266,13 @@ def validate(cfg: ml_collections.ConfigDict, num_devices: int | None = None) -> 
   choice('model.compute_dtype', m.compute_dtype, ('float32', 'bfloat16'))
   choice('parallel.mode', cfg.parallel.mode, ('pmap', 'shard_map'))
   choice('train.on_nonfinite', t.on_nonfinite, ('stop', 'skip'))
+  choice('data.metric', d.metric, METRICS)
   at_least(1, 'model.embed_size', 'model.encoder_size', 'model.decoder_size', 'model.num_layers',
            'model.attention_size', 'model.scan_unroll', 'data.batch_size', 'data.bucket_step',
            'data.max_source_len', 'data.max_target_len', 'data.num_train', 'data.num_eval', 'data.min_len',
            'data.spm_vocab_size', 'train.num_steps', 'train.log_every', 'train.eval_every',
-           'train.checkpoint_every', 'train.keep_checkpoints', 'decode.batch_size', 'decode.max_len_cap')
+           'train.checkpoint_every', 'train.keep_checkpoints', 'decode.batch_size', 'decode.max_len_cap',
+           'data.min_count')
   at_least(0, 'train.warmup_steps', 'train.weight_decay', 'train.eval_examples', 'train.attention_plots',
            'train.teacher_forcing_min', 'decode.max_len_a', 'decode.max_len_b', 'model.monotonic_noise',
            'train.coverage_loss', 'train.guided_loss', 'train.guided_anneal_steps', 'train.patience',
@@ -297,6 +308,11 @@ def validate(cfg: ml_collections.ConfigDict, num_devices: int | None = None) -> 
                       f'({m.decoder_size} != {memory_size}); use attention=general or change the sizes')
   if style.needs_attention and not kind.attends:
     raise ConfigError(f'config model.style={m.style!r} needs an attention function, not {m.attention!r}')
+  if m.copy and not kind.attends:
+    raise ConfigError(f'config model.copy=True copies by attention weights, which attention={m.attention!r} has not')
+  if d.shared_vocab and d.source_tokenizer != d.target_tokenizer:
+    raise ConfigError(f'config data.shared_vocab=True needs one tokenizer for both sides, not '
+                      f'source_tokenizer={d.source_tokenizer!r} and target_tokenizer={d.target_tokenizer!r}')
   for loss in ('coverage_loss', 'guided_loss'):
     if t[loss] > 0 and not kind.attends:
       raise ConfigError(f'config train.{loss}={t[loss]!r} needs attention weights, not attention={m.attention!r}')
@@ -307,6 +323,8 @@ def validate(cfg: ml_collections.ConfigDict, num_devices: int | None = None) -> 
 
 def task_metric(cfg) -> tuple[str, str]:
   """The validation metric that picks the best checkpoint, and 'min' or 'max' for which way is better."""
+  if cfg.data.metric == 'rouge':
+    return 'rougeL', 'max'
   if cfg.data.task == 'tfds':
     return 'bleu', 'max'
   if cfg.data.task == 'cmudict' or cfg.data.target_tokenizer == 'space':
@@ -318,7 +336,7 @@ def task_metric(cfg) -> tuple[str, str]:
 # would describe another model or another training, and is refused.
 INFERENCE_OVERRIDES = ('data.train_file', 'data.validation_file', 'data.test_file', 'data.data_dir',
                        'data.num_eval', 'data.tfds_name', 'data.tfds_source_key', 'data.tfds_target_key',
-                       'decode.')
+                       'data.metric', 'decode.')
 
 
 def apply_inference_override(cfg: ml_collections.ConfigDict, item: str, command: str) -> None:

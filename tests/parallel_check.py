@@ -38,11 +38,19 @@ METRICS = ('loss_sum', 'grad_norm', 'tokens', 'correct', 'src_tokens', 'nonfinit
 AUX_METRICS = ('coverage_loss_sum', 'guided_loss_sum', 'guided_pairs')  # when the run has them
 
 
-def batches(k: int, bucket_step: int) -> list[dict]:
-  """K global batches of reversal pairs, 3..7 letters (one bucket shape), with filler rows in the last one."""
+def batches(k: int, bucket_step: int, copy: bool = False) -> list[dict]:
+  """K global batches of reversal pairs, 3..7 letters (one bucket shape), with filler rows in the last one.
+  `copy`: a pointer-generator's batches, as if the target vocabulary lacked the last two letters (extended ids
+  V + 0, V + 1 in order of first appearance, in the sources and the reversed targets)."""
   rng = np.random.default_rng(0)
   src = [rng.integers(4, VOCAB, size=rng.integers(3, 8)) for _ in range(GLOBAL_BATCH * k - 5)]
-  examples = Examples(src, [s[::-1] for s in src], bucket_step)
+  ext = None
+  if copy:
+    ext = []
+    for s in src:
+      oovs = {}
+      ext.append([x if x < VOCAB - 2 else VOCAB + oovs.setdefault(x, len(oovs)) for x in s])
+  examples = Examples(src, [s[::-1] for s in (ext or src)], bucket_step, src_ext=ext)
   plan = examples.plan(GLOBAL_BATCH)  # in order: the last batch has 5 filler rows (weights 0)
   out = []
   for idx in plan:
@@ -80,7 +88,7 @@ def main() -> None:
   k, out_dir, extra = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
   cfg = config.load_config(os.path.join(ROOT, 'configs/reverse.py'), OVERRIDES + extra)
   model = Seq2Seq(ModelConfig.from_config(cfg.model, VOCAB, VOCAB))
-  data = batches(k, cfg.data.bucket_step)
+  data = batches(k, cfg.data.bucket_step, cfg.model.copy)
   init = steps.init_state(model, cfg, jax.random.PRNGKey(0), data[0])
   init_host = jax.device_get(init)
 

@@ -29,6 +29,9 @@ MODELS = {  # model keyword arguments beside the sizes below
     'coverage-luong': {'attention': 'coverage', 'style': 'luong'},
     'monotonic': {'attention': 'monotonic'},
     'mocha': {'attention': 'mocha', 'mocha_width': 3},
+    'copy': {'copy': True},
+    'copy-luong-tied': {'copy': True, 'attention': 'general', 'style': 'luong', 'tie_embeddings': True},
+    'tied-projection': {'tie_embeddings': True},
 }
 
 
@@ -39,6 +42,12 @@ def _model(kwargs: dict) -> tuple[Seq2Seq, dict, tuple]:
   inputs = (jnp.ones((B, S), jnp.int32), jnp.array([S, S - 1, 3, 1, S, 2, 5, S], jnp.int32),
             jnp.ones((B, T), jnp.int32))
   return model, model.init(jax.random.PRNGKey(0), *inputs)['params'], inputs
+
+
+def _apply(model, params, *inputs):
+  """The teacher-forced output; a copy model's source positions get extended ids, some past the vocabulary."""
+  extended = {'src_ext_BxS': jnp.arange(B * S, dtype=jnp.int32).reshape(B, S) % 50} if model.c.copy else {}
+  return model.apply({'params': params}, *inputs, **extended)[0]
 
 
 def _dot_flops(jaxpr) -> int:
@@ -66,9 +75,9 @@ def _dot_flops(jaxpr) -> int:
 @pytest.mark.parametrize('name', sorted(set(MODELS) - {'no-attention'}))
 def test_flops_equal_the_matmuls_of_the_jaxpr(name):
   model, params, inputs = _model(MODELS[name])
-  forward = jax.make_jaxpr(lambda p: model.apply({'params': p}, *inputs)[0])(params)
+  forward = jax.make_jaxpr(lambda p: _apply(model, p, *inputs))(params)
   assert flops.forward(model.c, B, S, T) == _dot_flops(forward.jaxpr)
-  grad = jax.make_jaxpr(jax.grad(lambda p: model.apply({'params': p}, *inputs)[0].sum()))(params)
+  grad = jax.make_jaxpr(jax.grad(lambda p: _apply(model, p, *inputs).sum()))(params)
   # backward = 2 x forward, plus each step's attention scores once more: the decoder recomputes them
   # (jax.checkpoint); the context sum is not recomputed, as the backward pass needs only its inputs
   recomputed = T * (flops._attend(model.c, B, S) - 2 * B * S * model.c.memory_size)
@@ -81,7 +90,7 @@ def test_flops_match_xla_on_a_loop_free_forward(name):
   also counts elementwise work (gates, tanh's inputs, softmax, masks) that flops.py leaves out, so the
   analytic matmul count must lie between 85% and 100% of XLA's (it is 94-98% at these sizes)."""
   model, params, inputs = _model({**MODELS[name], 'scan_unroll': max(S, T)})
-  compiled = jax.jit(lambda p, *x: model.apply({'params': p}, *x)[0]).lower(params, *inputs).compile()
+  compiled = jax.jit(lambda p, *x: _apply(model, p, *x)).lower(params, *inputs).compile()
   assert ' while(' not in compiled.as_text()
   cost = compiled.cost_analysis()
   xla = (cost[0] if isinstance(cost, list) else cost)['flops']

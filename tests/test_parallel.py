@@ -131,6 +131,26 @@ def test_accumulation_and_a_changing_learning_rate_scale_train_like_one_device(t
       np.testing.assert_allclose(report['metrics'][mode][key], report['metrics']['single'][key], rtol=1e-5)
 
 
+def test_pointer_generator_with_tied_embeddings_trains_like_one_device(tmp_path):
+  """model.copy (batches with extended source ids, targets with ids past the vocabulary), tied embeddings and
+  label smoothing over the target vocabulary: pmap and shard_map give one device's parameters and losses."""
+  overrides = ['model.copy=True', 'model.tie_embeddings=True', 'train.label_smoothing=0.1']
+  r = subprocess.run([sys.executable, os.path.join(ROOT, 'tests', 'parallel_check.py'), '3', str(tmp_path),
+                      *overrides], cwd=ROOT, env=_env(DEVICES), capture_output=True, text=True, timeout=280)
+  assert r.returncode == 0, r.stderr[-3000:]
+  report = json.loads(r.stdout.strip().splitlines()[-1])
+  single = _params(tmp_path, 'single')
+  assert 'decoder/copy/b' in {k.replace("']['", '/').strip("[']") for k in single}
+  for mode in ('pmap', 'shard_map'):
+    params = _params(tmp_path, mode)
+    for key in single:
+      np.testing.assert_allclose(params[key], single[key], rtol=1e-5, atol=1e-6, err_msg=f'{mode} {key}')
+    for key in ('loss_sum', 'grad_norm', 'correct'):
+      np.testing.assert_allclose(report['metrics'][mode][key], report['metrics']['single'][key], rtol=1e-5,
+                                 err_msg=f'{mode} {key}')
+  assert report['metrics']['single']['nonfinite'] == [0.0] * 3
+
+
 def test_token_budget_batches_with_accumulation_train_on_8_devices(tmp_path):
   """data.batch_tokens with train.accumulate on 8 devices: data.batch_size (12, not a multiple of 8) is unused."""
   workdir = str(tmp_path / 'run')

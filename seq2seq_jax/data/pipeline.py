@@ -7,6 +7,8 @@ A batch is a dict of numpy arrays (B batch, S source length, T target length):
   tgt_out (B, T) int32  y_1 .. y_n EOS, then PAD
   weights (B, T) f32    1 at real target positions; 0 at padding and in filler rows
   index (B,) int32      the example's position in its split, -1 for filler rows
+  src_ext (B, S) int32  only for the pointer-generator (model.copy): each source position's extended target id
+                        (data/copying.py), then EOS, then PAD, like `src`
 
 Batches take their examples from one (source, target) length bucket and pad S and T up to the bucket's
 boundaries; rare buckets are merged into larger ones, so a whole run sees only a handful of shapes (jit compiles
@@ -73,11 +75,13 @@ def pad_sources(seqs, s_len: int, rows: int | None = None) -> tuple[np.ndarray, 
 
 
 class Examples:
-  """One split as token ids: `src[i]` (without EOS) and `tgt[i]` (without BOS/EOS)."""
+  """One split as token ids: `src[i]` (without EOS) and `tgt[i]` (without BOS/EOS); with `src_ext` also
+  each source's extended ids (model.copy)."""
 
-  def __init__(self, src: list, tgt: list, step: int):
+  def __init__(self, src: list, tgt: list, step: int, src_ext: list | None = None):
     self.src = [np.asarray(s, np.int32) for s in src]
     self.tgt = [np.asarray(t, np.int32) for t in tgt]
+    self.src_ext = None if src_ext is None else [np.asarray(e, np.int32) for e in src_ext]
     self.keys = merge_rare_keys(np.array([(bucket_len(len(s) + 1, step), bucket_len(len(t) + 1, step))
                                           for s, t in zip(self.src, self.tgt)], np.int32).reshape(-1, 2))
 
@@ -96,6 +100,8 @@ class Examples:
     out = {'src': src, 'src_len': src_len,
            'tgt_in': np.full((b, t_len), PAD, np.int32), 'tgt_out': np.full((b, t_len), PAD, np.int32),
            'weights': np.zeros((b, t_len), np.float32), 'index': np.where(idx >= 0, idx, -1).astype(np.int32)}
+    if self.src_ext is not None:
+      out['src_ext'] = pad_sources([self.src_ext[i] for i in copied], s_len)[0]
     for row, i in enumerate(copied):
       t = self.tgt[i]
       out['tgt_in'][row, 0], out['tgt_in'][row, 1:len(t) + 1] = BOS, t

@@ -6,7 +6,7 @@ Every source yields `(source, target, where)` triples; `where` names the origin 
 
 import collections
 
-from seq2seq_jax.data import synthetic
+from seq2seq_jax.data import copying, tasks
 from seq2seq_jax.data.pipeline import Examples
 from seq2seq_jax.errors import ConfigError, DataError
 from seq2seq_jax.data.vocab import Vocab
@@ -25,8 +25,8 @@ def load_pairs(cfg, split: str) -> list[tuple[str, str, str]]:
     return [(p.source, p.target, p.where) for p in files.read_pairs(path)]
   if d.train_file:
     raise ConfigError(f'data.train_file is set but data.{split}_file is not: give both')
-  if d.task in synthetic.TASKS:
-    return [(s, t, f'{d.task}/{split} #{i}') for i, (s, t) in enumerate(synthetic.generate(d.task, split, d, cfg.seed))]
+  if d.task in tasks.GENERATED:
+    return [(s, t, f'{d.task}/{split} #{i}') for i, (s, t) in enumerate(tasks.GENERATED[d.task](split, d, cfg.seed))]
   if d.task == 'cmudict':
     from seq2seq_jax.data import cmudict_tfds
     entries = cmudict_tfds.load_cmudict(split, d.data_dir or None, stress=d.keep_stress)
@@ -51,17 +51,20 @@ def group_references(pairs) -> list[tuple[str, list[str]]]:
 
 
 def build_vocabs(cfg, train_pairs) -> tuple[Vocab, Vocab]:
-  """Source and target vocabularies of the training pairs; an spm tokenizer first trains its model on them."""
+  """Source and target vocabularies of the training pairs (with data.shared_vocab one, of both sides' texts,
+  returned twice); an spm tokenizer first trains its model on them."""
   d = cfg.data
+  sides = [[pair[0] for pair in train_pairs], [pair[1] for pair in train_pairs]]
+  if d.shared_vocab:
+    sides = [sides[0] + sides[1]]
   vocabs = []
-  for side, tokenizer in enumerate((d.source_tokenizer, d.target_tokenizer)):
-    texts = [pair[side] for pair in train_pairs]
+  for texts, tokenizer in zip(sides, (d.source_tokenizer, d.target_tokenizer)):
     spm_model = None
     if tokenizer == 'spm':
       from seq2seq_jax.data import subwords
       spm_model = subwords.train_sentencepiece(texts, d.spm_vocab_size)
-    vocabs.append(Vocab.build(texts, tokenizer, spm_model=spm_model))
-  return vocabs[0], vocabs[1]
+    vocabs.append(Vocab.build(texts, tokenizer, spm_model=spm_model, min_count=d.min_count))
+  return vocabs[0], vocabs[-1]
 
 
 def encode(cfg, pairs, src_vocab: Vocab, tgt_vocab: Vocab) -> tuple[Examples, list, dict]:
@@ -69,12 +72,20 @@ def encode(cfg, pairs, src_vocab: Vocab, tgt_vocab: Vocab) -> tuple[Examples, li
 
   Unknown symbols become UNK and are counted. A pair longer than data.max_source_len / max_target_len is an
   error when it comes from a user's file (named by file and line), and is dropped and counted otherwise.
+  With model.copy the examples also hold each source's extended ids, and target symbols that only the source
+  holds get their extended id instead of UNK (see copying.py; counted as 'copied').
   """
-  d = cfg.data
-  unknown = collections.Counter()
-  src, tgt, kept, dropped = [], [], [], 0
+  d, copy = cfg.data, cfg.model.copy
+  unknown, copied = collections.Counter(), 0
+  src, tgt, ext, kept, dropped = [], [], [], [], 0
   for source, target, where in pairs:
-    s, t = src_vocab.encode(source, where, unknown), tgt_vocab.encode(target, where, unknown)
+    s = src_vocab.encode(source, where, unknown)
+    if copy:
+      extended = copying.extend(source, src_vocab, tgt_vocab)
+      t = copying.encode_target(target, tgt_vocab, extended, unknown)
+      copied += sum(i >= len(tgt_vocab) for i in t)
+    else:
+      t = tgt_vocab.encode(target, where, unknown)
     if not s or not t:
       raise DataError(f'{where}: empty {"source" if not s else "target"} after tokenization')
     if len(s) > d.max_source_len or len(t) > d.max_target_len:
@@ -85,5 +96,8 @@ def encode(cfg, pairs, src_vocab: Vocab, tgt_vocab: Vocab) -> tuple[Examples, li
       continue
     src.append(s)
     tgt.append(t)
+    if copy:
+      ext.append(extended.ext)
     kept.append((source, target, where))
-  return Examples(src, tgt, d.bucket_step), kept, {'unknown': dict(unknown), 'dropped_too_long': dropped}
+  report = {'unknown': dict(unknown), 'dropped_too_long': dropped, **({'copied': copied} if copy else {})}
+  return Examples(src, tgt, d.bucket_step, ext if copy else None), kept, report

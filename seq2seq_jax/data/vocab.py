@@ -40,11 +40,14 @@ class Vocab:
             and self.spm_model == other.spm_model)
 
   @classmethod
-  def build(cls, texts: Iterable[str], tokenizer: str, spm_model: bytes | None = None) -> 'Vocab':
-    """Collects every symbol of `texts`, most frequent first (ties by symbol), for a stable order."""
+  def build(cls, texts: Iterable[str], tokenizer: str, spm_model: bytes | None = None,
+            min_count: int = 1) -> 'Vocab':
+    """Collects every symbol of `texts` seen at least `min_count` times, most frequent first (ties by symbol),
+    for a stable order."""
     proto = cls([], tokenizer, spm_model)
     counts = collections.Counter(s for t in texts for s in proto.split(t))
-    return cls(sorted(counts, key=lambda s: (-counts[s], s)), tokenizer, spm_model)
+    return cls(sorted((s for s in counts if counts[s] >= min_count), key=lambda s: (-counts[s], s)), tokenizer,
+               spm_model)
 
   def fingerprint(self) -> str:
     """A short hash of the tokenizer and symbol table (and SentencePiece model): equal iff same vocabulary."""

@@ -25,8 +25,8 @@ class EnsembleFns:
   members: tuple[ModelFns, ...]
   combine: str = 'logprob'
 
-  def encode(self, params, src_BxS, src_len_B):
-    outs = [m.encode(p, src_BxS, src_len_B) for m, p in zip(self.members, params, strict=True)]
+  def encode(self, params, src_BxS, src_len_B, src_ext_BxS=None):
+    outs = [m.encode(p, src_BxS, src_len_B, src_ext_BxS) for m, p in zip(self.members, params, strict=True)]
     return tuple(c for c, _ in outs), tuple(mem for _, mem in outs)
 
   def step(self, params, carry, y_B, memory):

@@ -92,8 +92,10 @@ def length_rule(decode_cfg) -> LengthRule:
 
 
 @functools.partial(jax.jit, static_argnames=('fns', 'search'))
-def decode(params, src_BxS, src_len_B, keys_B=None, prefix_BxP=None, *, fns, search) -> dict:
-  """Runs `search` over `fns.encode` / `fns.step` with `params` bound (see fns.py); `prefix_BxP`: forced first
-  output tokens of each source (PAD after them), or None."""
-  return search(functools.partial(fns.encode, params), functools.partial(fns.step, params), src_BxS, src_len_B,
-                keys_B, prefix_BxP)
+def decode(params, src_BxS, src_len_B, keys_B=None, prefix_BxP=None, src_ext_BxS=None, *, fns, search) -> dict:
+  """Runs `search` over `fns.encode` / `fns.step` with `params` (and a pointer-generator's `src_ext_BxS`)
+  bound (see fns.py); `prefix_BxP`: forced first output tokens of each source (PAD after them), or None."""
+  encode = functools.partial(fns.encode, params)
+  if src_ext_BxS is not None:
+    encode = functools.partial(fns.encode, params, src_ext_BxS=src_ext_BxS)
+  return search(encode, functools.partial(fns.step, params), src_BxS, src_len_B, keys_B, prefix_BxP)

@@ -1,10 +1,10 @@
 """Evaluation of a model on (source, target) pairs: teacher-forced loss and accuracy, and decoded metrics.
 
 Decoded metrics compare the output (greedy by default) of every distinct source with all its references:
-exact_match, per / wer (symbol-level, closest reference; see metrics.py), and BLEU / chrF for translation.
+exact_match, per / wer (symbol-level, closest reference; see metrics.py), BLEU / chrF for translation, and
+ROUGE-1/2/L with data.metric=rouge.
 """
 
-import collections
 import functools
 
 import jax
@@ -17,7 +17,8 @@ from seq2seq_jax.model import losses
 
 def eval_step(params, batch: dict, *, model, axis_name=None) -> dict:
   """Teacher-forced sums: loss, correct tokens, tokens, fully correct sequences, sequences."""
-  logits, _ = model.apply({'params': params}, batch['src'], batch['src_len'], batch['tgt_in'])
+  logits, _ = model.apply({'params': params}, batch['src'], batch['src_len'], batch['tgt_in'],
+                          src_ext_BxS=batch.get('src_ext'))
   loss_sum, _ = losses.cross_entropy(logits, batch['tgt_out'], batch['weights'])
   sums = {'loss_sum': loss_sum, **losses.token_counts(logits, batch['tgt_out'], batch['weights'])}
   return jax.lax.psum(sums, axis_name) if axis_name else sums
@@ -39,42 +40,39 @@ def teacher_forced(predictor, examples: pipeline.Examples) -> dict:
           'token_accuracy': 100.0 * totals['correct'] / max(totals['tokens'], 1.0)}
 
 
-def source_ids(predictor, references: list[tuple[str, list[str]]]) -> list[list[int]]:
-  """Token ids of each reference item's source (unknown symbols read as UNK)."""
-  return [predictor.src_vocab.encode(s, 'eval', unknown=collections.Counter()) for s, _ in references]
-
-
-def score(predictor, hyps: list[list[int]], references: list[tuple[str, list[str]]],
+def score(predictor, hyp_symbols: list[list[str]], references: list[tuple[str, list[str]]],
           translation: bool = False) -> dict:
-  """PER/WER/exact match (and BLEU/chrF for translation) of output ids against each item's references."""
+  """PER/WER/exact match (and BLEU/chrF for translation, ROUGE with data.metric=rouge) of output symbols
+  (`Predictor.symbols`) against each item's references."""
   tgt_vocab = predictor.tgt_vocab
-  hyp_symbols = [[tgt_vocab.symbols[i] for i in h] for h in hyps]
   ref_symbols = [[tgt_vocab.split(r) for r in refs] for _, refs in references]
   out = metrics.error_rates(hyp_symbols, ref_symbols)
+  hyp_text = [tgt_vocab.join(h) for h in hyp_symbols]
+  ref_text = [refs for _, refs in references]
   if translation:
-    hyp_text = [tgt_vocab.decode(h) for h in hyps]
-    ref_text = [refs for _, refs in references]
     out['bleu'] = metrics.bleu(hyp_text, ref_text)
     out['chrf'] = metrics.chrf(hyp_text, ref_text)
+  if predictor.cfg.data.metric == 'rouge':
+    out.update(metrics.rouge(hyp_text, ref_text))
   out['num_items'] = int(out['num_items'])
   return out
 
 
 def decode_sources(predictor, references: list[tuple[str, list[str]]], options: DecodeOptions | None = None,
                    prefixes: tuple[str, list[str]] | None = None) -> list[dict]:
-  """`predictor.decode_ids` of each reference item's source; `prefixes`: (where, lines), one forced output
-  prefix per item (see `Predictor.encode_prefixes`)."""
-  ids = source_ids(predictor, references)
-  forced = predictor.encode_prefixes(prefixes[1], prefixes[0], ids) if prefixes else None
-  return predictor.decode_ids(ids, options, forced)
+  """`predictor.decode_texts` of each reference item's source (unknown source symbols read as UNK); `prefixes`:
+  (where, lines), one forced output prefix per item (see `Predictor.encode_prefixes`)."""
+  where, lines = prefixes or ('prefixes', None)
+  return predictor.decode_texts([s for s, _ in references], 'eval', options, lenient=True, prefixes=lines,
+                                prefix_where=where)
 
 
 def decoded(predictor, references: list[tuple[str, list[str]]], translation: bool = False,
             options: DecodeOptions | None = None, prefixes: tuple[str, list[str]] | None = None) -> dict:
   """Decodes each source (greedily unless `options` say otherwise; `prefixes` as `decode_sources`') and scores
   its best output against its references (percentages)."""
-  hyps = [r['tokens'] for r in decode_sources(predictor, references, options, prefixes)]
-  return score(predictor, hyps, references, translation)
+  results = decode_sources(predictor, references, options, prefixes)
+  return score(predictor, [r['symbols'] for r in results], references, translation)
 
 
 def evaluate(predictor, pairs, max_items: int = 0, options: DecodeOptions | None = None,

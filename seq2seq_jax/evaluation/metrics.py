@@ -116,3 +116,21 @@ def chrf(hyps: Sequence[str], refs: Sequence[Sequence[str]]) -> float:
   """
   streams = _reference_streams(hyps, refs, 'chrf')
   return float(CHRF().corpus_score(list(hyps), streams).score)
+
+
+ROUGE_TYPES = ('rouge1', 'rouge2', 'rougeL')
+
+
+def rouge(hyps: Sequence[str], refs: Sequence[Sequence[str]]) -> dict[str, float]:
+  """Mean ROUGE-1, ROUGE-2 and ROUGE-L F1 (0..100) of detokenized strings (the rouge-score package: its
+  default tokenizer lower-cases and keeps runs of a-z0-9, with the Porter stemmer, as in summarization work).
+  An item with several references takes its best score against any of them, per ROUGE type."""
+  from rouge_score import rouge_scorer
+  _check_corpus('rouge', hyps, refs)
+  scorer = rouge_scorer.RougeScorer(list(ROUGE_TYPES), use_stemmer=True)
+  totals = dict.fromkeys(ROUGE_TYPES, 0.0)
+  for hyp, item_refs in zip(hyps, refs):
+    scores = scorer.score_multi(list(item_refs), hyp)
+    for kind in ROUGE_TYPES:
+      totals[kind] += scores[kind].fmeasure
+  return {kind: 100.0 * total / len(hyps) for kind, total in totals.items()}

@@ -5,10 +5,11 @@
 
 Source tokens run along x, output tokens down y, both ending with EOS; a cell's shade is the weight the
 output token (row) gave to the source token (column). Every token gets a fixed-size cell, so the image size
-follows from the lengths (`image_size`).
+follows from the lengths (`image_size`). A pointer-generator's plot has one more column, right of the source,
+labelled p_gen: each output step's probability of generating (1 − p_gen: of copying), from the model's own
+output fed back teacher-forced.
 """
 
-import collections
 import os
 from typing import Sequence
 
@@ -40,14 +41,21 @@ def _label(token: str) -> str:
   return token.replace(' ', '\u2423') if token.strip() else '\u2423' * max(len(token), 1)
 
 
+P_GEN = 'p_gen'
+
+
 def plot_attention(weights_TxS, source_tokens: Sequence[str], target_tokens: Sequence[str], path: str,
-                   title: str | None = None) -> str:
-  """Writes the heatmap of `weights_TxS` (T = len(target_tokens), S = len(source_tokens)) to `path` (PNG)."""
+                   title: str | None = None, p_gen_T=None) -> str:
+  """Writes the heatmap of `weights_TxS` (T = len(target_tokens), S = len(source_tokens)) to `path` (PNG),
+  with `p_gen_T` (a copy model's p_gen per output token) as one more column."""
   from matplotlib.figure import Figure
   weights_TxS = np.asarray(weights_TxS, np.float32)
   if weights_TxS.shape != (len(target_tokens), len(source_tokens)):
     raise ValueError(f'attention of shape {weights_TxS.shape} for {len(target_tokens)} output and '
                      f'{len(source_tokens)} source tokens')
+  if p_gen_T is not None:
+    weights_TxS = np.concatenate([weights_TxS, np.asarray(p_gen_T, np.float32).reshape(-1, 1)], 1)
+    source_tokens = list(source_tokens) + [P_GEN]
   fig = Figure(figsize=figure_size(len(source_tokens), len(target_tokens)), dpi=DPI, layout='constrained')
   ax = fig.add_subplot()
   image = ax.imshow(weights_TxS, cmap='viridis', vmin=0.0, vmax=1.0, aspect='auto', interpolation='nearest')
@@ -62,21 +70,30 @@ def plot_attention(weights_TxS, source_tokens: Sequence[str], target_tokens: Seq
   return path
 
 
-def plot_ids(predictor, sources: list[list[int]], paths: Sequence[str]) -> list[str]:
-  """Greedy-decodes the source ids (without EOS) and writes one heatmap per source to its path."""
-  src_symbols, tgt_symbols = predictor.src_vocab.symbols, predictor.tgt_vocab.symbols
-  for ids, result, path in zip(sources, predictor.decode_ids(sources), paths, strict=True):
+def plot_texts(predictor, texts: list[str], paths: Sequence[str], where: str = 'input',
+               lenient: bool = False) -> list[str]:
+  """Greedy-decodes the texts (encoded as `predictor.encode_texts(texts, where, lenient)`) and writes one
+  heatmap per text to its path. Source labels are the symbols the encoder reads (<unk> for unknown ones),
+  or for a copy model the source's own symbols (those it can copy)."""
+  results = predictor.decode_texts(texts, where, lenient=lenient)
+  gates = [None] * len(texts)
+  if predictor.copies and not predictor.is_ensemble:
+    gates = predictor.p_gen(texts, results)
+  src_symbols = predictor.src_vocab.symbols
+  for text, ids, result, p_gen, path in zip(texts, predictor.encode_texts(texts, where, lenient), results, gates,
+                                            paths, strict=True):
     os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
-    plot_attention(result['attention'], [src_symbols[i] for i in ids] + [SPECIALS[EOS]],
-                   [tgt_symbols[i] for i in result['tokens']] + [SPECIALS[EOS]], path)
+    source = predictor.src_vocab.split(text) if predictor.copies else [src_symbols[i] for i in ids]
+    plot_attention(result['attention'], source + [SPECIALS[EOS]], result['symbols'] + [SPECIALS[EOS]], path,
+                   p_gen_T=p_gen)
   return list(paths)
 
 
 def write_attention_pngs(predictor, sources: list[str], folder: str, prefix: str) -> list[str]:
   """Writes FOLDER/PREFIX-1.png, FOLDER/PREFIX-2.png, ... (one per source text, greedy decoding); unknown
   symbols are read as <unk>. Returns the paths."""
-  ids = [predictor.src_vocab.encode(text, unknown=collections.Counter()) for text in sources]
-  return plot_ids(predictor, ids, [os.path.join(folder, f'{prefix}-{i + 1}.png') for i in range(len(sources))])
+  paths = [os.path.join(folder, f'{prefix}-{i + 1}.png') for i in range(len(sources))]
+  return plot_texts(predictor, sources, paths, lenient=True)
 
 
 def check_output(path: str) -> None:

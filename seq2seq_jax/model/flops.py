@@ -7,7 +7,10 @@ B batch, S source positions, T target steps; the rest as in encoder.py / decoder
   per target step: embedding -> gates, the extra input (context or input feed) -> gates (attention 'none':
               once, as its context never changes), the recurrence, deeper layers (input and recurrence),
               attention (the kind's `flops_scores` and the context sum), the style's own matmuls (luong's
-              combine W_c [c; s]), and the output projection to the vocabulary
+              combine W_c [c; s]), and the output projection to the vocabulary (tied embeddings: the
+              projection to the embedding size, if any, and the product with the embedding's transpose)
+  copy        the pointer-generator's p_gen: w_x·x, w_c·c and w_s·s per step (its scatter-add of the attention
+              into the extended vocabulary, like its log-space mixture, is not a matmul)
 Not counted: embedding gathers, elementwise gate math, softmax, loss, optimizer. A training step (forward,
 and a backward pass whose matmuls cost twice the forward's: one product for each operand's gradient) is
 taken as 3 × forward (model FLOPs: the attention that the backward pass recomputes is not counted again).
@@ -56,8 +59,21 @@ def decoder(c: ModelConfig, batch: int, src_len: int, tgt_len: int) -> int:
   step += (c.num_layers - 1) * (_mm(batch, h, g) + _mm(batch, h, g))
   step += _attend(c, batch, src_len)
   step += style.flops_step(c, batch)
-  step += _mm(batch, style.feature_size(c), c.tgt_vocab)
+  step += output(c, batch)
+  if c.copy:
+    step += _mm(batch, c.embed_size + d + h, 1)
   return once + tgt_len * step
+
+
+def output(c: ModelConfig, batch: int) -> int:
+  """One step's projection of the features to the vocabulary logits."""
+  features = STYLES[c.style].feature_size(c)
+  if not c.tie_embeddings:
+    return _mm(batch, features, c.tgt_vocab)
+  projection = _mm(batch, features, c.embed_size) if features != c.embed_size else 0
+  return projection + _mm(batch, c.embed_size, c.tgt_vocab)
+
+
 def forward(c: ModelConfig, batch: int, src_len: int, tgt_len: int) -> int:
   """Matmul FLOPs of one teacher-forced forward pass over a (batch, src_len) / (batch, tgt_len) batch."""
   return encoder(c, batch, src_len) + decoder(c, batch, src_len, tgt_len)

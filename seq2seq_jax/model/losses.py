@@ -5,16 +5,20 @@ import jax
 import jax.numpy as jnp
 
 
-def cross_entropy(logits_BxTxV, targets_BxT, weights_BxT, label_smoothing: float = 0.0):
+def cross_entropy(logits_BxTxV, targets_BxT, weights_BxT, label_smoothing: float = 0.0,
+                  smoothing_vocab: int | None = None):
   """Returns (sum of per-token losses, sum of weights); divide one by the other for the mean over real tokens.
 
   Sums (not means) are returned so that data-parallel code can add them over devices before dividing.
-  With label smoothing the target distribution is (1 - ε) on the gold token and ε / V on every token.
+  With label smoothing the target distribution is (1 - ε) on the gold token and ε / V on every token, or on
+  the first `smoothing_vocab` entries only (the pointer-generator's target vocabulary: its extended ids past it
+  may have probability 0). The inputs may be logits or log-probabilities (some -inf), as the model emits.
   """
   logp_BxTxV = jax.nn.log_softmax(logits_BxTxV.astype(jnp.float32))
   nll_BxT = -jnp.take_along_axis(logp_BxTxV, targets_BxT[..., None], axis=-1)[..., 0]
   if label_smoothing > 0:
-    nll_BxT = (1.0 - label_smoothing) * nll_BxT - label_smoothing * logp_BxTxV.mean(axis=-1)
+    smoothed_BxTxV = logp_BxTxV if smoothing_vocab is None else logp_BxTxV[..., :smoothing_vocab]
+    nll_BxT = (1.0 - label_smoothing) * nll_BxT - label_smoothing * smoothed_BxTxV.mean(axis=-1)
   return (nll_BxT * weights_BxT).sum(), weights_BxT.sum()
 
 

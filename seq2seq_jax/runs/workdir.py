@@ -195,7 +195,7 @@ def open_run(workdir: str, step: str | int = 'best') -> Run:
   optimizer state, and verifies the checksums of what it reads. Safe while `train` writes the workdir."""
   cfg = load_config(workdir)
   src_vocab, tgt_vocab = load_vocabs(workdir)
-  model = seq2seq.build(cfg.model, len(src_vocab), len(tgt_vocab))
+  model = seq2seq.build(cfg.model, len(src_vocab), len(tgt_vocab), cfg.data.shared_vocab)
   for attempt in range(5):  # a run being trained may delete the chosen step while it is read: choose again
     ckpt, chosen = checkpointer(workdir, step)
     try:

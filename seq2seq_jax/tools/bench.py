@@ -217,7 +217,7 @@ def bench(cfg, config_path: str, workdir: str | None = None, num_steps: int = 50
   src_vocab, tgt_vocab = (workdir_lib.load_vocabs(workdir) if workdir is not None
                           else sources.build_vocabs(cfg, train_pairs))
   examples, _, _ = sources.encode(cfg, train_pairs, src_vocab, tgt_vocab)
-  model = seq2seq.build(cfg.model, len(src_vocab), len(tgt_vocab))
+  model = seq2seq.build(cfg.model, len(src_vocab), len(tgt_vocab), cfg.data.shared_vocab)
   log(f'bench: {len(examples)} training pairs, batch size {cfg.data.batch_size}, {len(devices)} '
       f'{devices[0].platform} device(s)')
   training, init_params = time_training(cfg, model, examples, num_steps, log, profile_dir)

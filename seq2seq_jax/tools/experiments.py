@@ -66,22 +66,23 @@ def decode_speed(predictor, references: list[tuple[str, list[str]]], options, re
   """
   from seq2seq_jax.evaluation import evaluate
   options = predictor.options(options)
-  ids = evaluate.source_ids(predictor, references)
-  forced = predictor.encode_prefixes(prefixes[1], prefixes[0], ids) if prefixes else None
+  where, lines = prefixes or ('prefixes', None)
+  inputs = predictor.inputs([s for s, _ in references], 'eval', lenient=True, prefixes=lines, prefix_where=where)
   start = time.perf_counter()
-  results = predictor.decode_ids(ids, options, forced)
+  results = predictor.decode_ids(options=options, **inputs)
   first = time.perf_counter() - start
   seconds = []
   for _ in range(repeats):
     start = time.perf_counter()
-    predictor.decode_ids(ids, options, forced)
+    predictor.decode_ids(options=options, **inputs)
     seconds.append(time.perf_counter() - start)
   median = sorted(seconds)[len(seconds) // 2]
-  rates = evaluate.score(predictor, [r['tokens'] for r in results], references)
+  hyps = [r['symbols'] for r in predictor.with_symbols(results, inputs['extended'])]
+  rates = evaluate.score(predictor, hyps, references)
   controls = {'sample': options.sample, 'top_p': options.top_p, 'min_len': options.min_len,
               'no_repeat_ngram': options.no_repeat_ngram, 'prefixes': prefixes[0] if prefixes else None}
-  return {'sources': len(ids), 'beam': options.beam, 'alpha': options.alpha,
+  return {'sources': len(references), 'beam': options.beam, 'alpha': options.alpha,
           'coverage_penalty': options.coverage_penalty, **controls,
           'batch_size': options.batch_size or predictor.cfg.decode.batch_size,
           'first_pass_s': round(first, 3), 'seconds': [round(x, 3) for x in seconds],
-          'sources_per_s': round(len(ids) / median, 1), 'per': rates['per'], 'wer': rates['wer']}
+          'sources_per_s': round(len(references) / median, 1), 'per': rates['per'], 'wer': rates['wer']}

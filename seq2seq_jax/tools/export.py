@@ -59,6 +59,9 @@ def export(workdir: str, output: str, step: str = 'best', beam: int = 5, alpha: 
     raise Seq2SeqError(f'--output {output}: no such directory')
   run = workdir_lib.open_run(workdir, step)
   d = run.cfg.data
+  if run.cfg.model.copy:
+    raise ConfigError(f'{workdir}: a pointer-generator (model.copy) needs each source\'s extended ids and its '
+                      f'copied words mapped back to text, which the jax+numpy runner does not do; not exported')
   for side, vocab in (('source', run.src_vocab), ('target', run.tgt_vocab)):
     if vocab.tokenizer == 'spm':
       raise ConfigError(f'{workdir}: the {side} side uses SentencePiece, which the jax+numpy runner cannot '

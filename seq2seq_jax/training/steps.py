@@ -77,7 +77,7 @@ def uses_sampling(t) -> bool:
 def init_state(model, cfg, rng, example_batch) -> TrainState:
   params_rng, state_rng = jax.random.split(rng)
   params = model.init(params_rng, example_batch['src'][:1], example_batch['src_len'][:1],
-                      example_batch['tgt_in'][:1])['params']
+                      example_batch['tgt_in'][:1])['params']  # (a copy model's parameters need no src_ext)
   return TrainState(step=jnp.int32(0), params=params, opt_state=optimizer(cfg.train).init(params), rng=state_rng)
 
 
@@ -93,8 +93,9 @@ def _gradients(params, batch: dict, tokens, guided_pairs, dropout_rng, sample_rn
   def loss_fn(params):
     logits, attn = model.apply({'params': params}, batch['src'], batch['src_len'], batch['tgt_in'], train=True,
                                tf_ratio=teacher_forcing_ratio(t, step), sample=uses_sampling(t),
-                               rngs={'dropout': dropout_rng, 'sampling': sample_rng})
-    loss_sum, _ = losses.cross_entropy(logits, batch['tgt_out'], batch['weights'], t.label_smoothing)
+                               src_ext_BxS=batch.get('src_ext'), rngs={'dropout': dropout_rng, 'sampling': sample_rng})
+    loss_sum, _ = losses.cross_entropy(logits, batch['tgt_out'], batch['weights'], t.label_smoothing,
+                                       model.c.tgt_vocab if model.c.copy else None)
     loss, aux = loss_sum / jnp.maximum(tokens, 1.0), {}
     # The auxiliary attention losses only exist when weighted: a run without them computes what it always did.
     if t.coverage_loss > 0:

@@ -74,6 +74,9 @@ def prepare_data(cfg, workdir: str, log):
   if report['unknown']:
     log(f'training data: {sum(report["unknown"].values())} unknown symbols mapped to UNK: '
         f'{dict(sorted(report["unknown"].items())[:10])}')
+  if report.get('copied'):
+    log(f'training data: {report["copied"]} target symbols outside the target vocabulary get the extended id of '
+        f'their source (model.copy)')
   if report['dropped_too_long']:
     log(f'training data: dropped {report["dropped_too_long"]} pairs longer than data.max_source_len / '
         f'max_target_len')
@@ -171,7 +174,7 @@ def train(cfg, workdir: str, log=print) -> dict:
   config_lib.validate(cfg, num_devices=len(devices))
   examples, validation_pairs, src_vocab, tgt_vocab = prepare_data(cfg, workdir, log)
   parallel.batch_rows(cfg, examples)  # a token budget too small for a length bucket fails here
-  model = seq2seq.build(cfg.model, len(src_vocab), len(tgt_vocab))
+  model = seq2seq.build(cfg.model, len(src_vocab), len(tgt_vocab), cfg.data.shared_vocab)
   created, done = not os.path.isdir(workdir), False
   lock = _take_lock(workdir, log)
   try:
