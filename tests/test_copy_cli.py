@@ -62,7 +62,8 @@ def workdir(trained):
 def test_predict_copies_words_it_never_saw(workdir, capsys, monkeypatch):
   words = ['Zyxwvu', 'Qpmhtk', 'Élodie', 'Łukasz']  # never in training; two with letters of no training word
   lines = ''.join(TEMPLATES[i % 2].format(w=w) + '\n' for i, w in enumerate(words))
-  for flags in ((), ('--beam', '3')):
+  # greedy, beam, an ensemble of copy models, sampling at a low temperature
+  for flags in ((), ('--beam', '3'), ('--workdir', workdir), ('--sample', '--temperature', '0.05')):
     code, out, err = run_main(capsys, 'predict', '--workdir', workdir, *flags, stdin=lines.encode(),
                               monkeypatch=monkeypatch)
     assert code == 0, err

@@ -16,6 +16,7 @@ in `predict` (a one-line error naming it and the line).
 
 import collections
 import dataclasses
+import functools
 from typing import Callable, Sequence
 
 import jax
@@ -260,11 +261,19 @@ class Predictor:
     """A copy model's p_gen at every step (EOS included) of each text's best output: its own output fed to the
     teacher-forced decoder (with soft attention: for monotonic kinds, which decode hard, an approximation)."""
     ids, extended = self.encode_texts(texts, lenient=True), self.extend(texts)
+    step = self.cfg.data.bucket_step
     out = []
-    for i, r in enumerate(results):
-      src, src_len = pad_sources([ids[i]], len(ids[i]) + 1)
-      src_ext = pad_sources([extended[i].ext], len(ids[i]) + 1)[0]
-      tgt_in = np.array([[BOS] + list(r['tokens'])], np.int32)
-      gates = self.model.apply({'params': self.params}, src, src_len, tgt_in, src_ext, method='p_gen')
-      out.append(np.asarray(gates)[0])
+    for i, r in enumerate(results):  # padded to bucket lengths: few shapes to compile
+      s_len, t_len = bucket_len(len(ids[i]) + 1, step), bucket_len(len(r['tokens']) + 1, step)
+      src, src_len = pad_sources([ids[i]], s_len)
+      src_ext = pad_sources([extended[i].ext], s_len)[0]
+      tgt_in = np.full((1, t_len), PAD, np.int32)
+      tgt_in[0, :len(r['tokens']) + 1] = [BOS] + list(r['tokens'])
+      gates = _p_gen_fn(self.model)(self.params, src, src_len, tgt_in, src_ext)
+      out.append(np.asarray(gates)[0, :len(r['tokens']) + 1])
     return out
+
+
+@functools.lru_cache(maxsize=None)
+def _p_gen_fn(model) -> Callable:
+  return jax.jit(lambda params, *args: model.apply({'params': params}, *args, method='p_gen'))
