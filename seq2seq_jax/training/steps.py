@@ -1,7 +1,8 @@
 """Train state, optimizer, schedules and the pure train/eval step functions (one device's view).
 
 The steps take `axis_name`: under pmap/shard_map the loss is the sum over all devices' tokens divided by the
-total token count, so the gradient equals that of one device holding the whole global batch.
+total token count (a sequence-level loss: over all devices' sources divided by their total count), so the
+gradient equals that of one device holding the whole global batch.
 """
 
 import functools
@@ -13,6 +14,7 @@ import jax.numpy as jnp
 import optax
 
 from seq2seq_jax.model import losses
+from seq2seq_jax.training import objectives
 
 
 @flax.struct.dataclass
@@ -74,10 +76,12 @@ def uses_sampling(t) -> bool:
   return t.teacher_forcing != 'constant' or t.teacher_forcing_ratio < 1.0
 
 
-def init_state(model, cfg, rng, example_batch) -> TrainState:
+def init_state(model, cfg, rng, example_batch, params=None) -> TrainState:
+  """A fresh train state: new parameters from `rng`, or the given ones (`train.init_from`), a fresh optimizer."""
   params_rng, state_rng = jax.random.split(rng)
-  params = model.init(params_rng, example_batch['src'][:1], example_batch['src_len'][:1],
-                      example_batch['tgt_in'][:1])['params']
+  if params is None:
+    params = model.init(params_rng, example_batch['src'][:1], example_batch['src_len'][:1],
+                        example_batch['tgt_in'][:1])['params']
   return TrainState(step=jnp.int32(0), params=params, opt_state=optimizer(cfg.train).init(params), rng=state_rng)
 
 
@@ -85,8 +89,11 @@ def _psum(x, axis_name):
   return jax.lax.psum(x, axis_name) if axis_name else x
 
 
-def train_step(state: TrainState, batch: dict, *, model, cfg, axis_name=None, reduce_grads=True):
+def train_step(state: TrainState, batch: dict, *, model, cfg, objective=None, axis_name=None, reduce_grads=True):
   """One optimizer update. Non-finite loss or gradients skip the update and are reported in the metrics.
+
+  `objective`: the sequence-level objective of train.objective mrt / scst (`objectives.build`; the batch then
+  has `refs`), None for xent. Its candidates come from the parameters before the update.
 
   `reduce_grads`: sum gradients over `axis_name`. True for pmap and for shard_map with check_vma=False (what
   parallel.py uses); only under shard_map with check_vma=True does JAX already sum the gradients of replicated
@@ -94,7 +101,14 @@ def train_step(state: TrainState, batch: dict, *, model, cfg, axis_name=None, re
   An optional `batch['stop']` (one int per device) comes back as `metrics['stop']`, its maximum over all devices.
   """
   t = cfg.train
+  if (objective is None) != (t.objective == 'xent'):
+    raise ValueError(f'train.objective={t.objective!r} needs objective=objectives.build(cfg, tgt_vocab) exactly '
+                     f'when it is not xent')
   rng, dropout_rng, sample_rng = jax.random.split(state.rng, 3)
+  if objective is not None:  # keys per global row (before the per-device folds below): see objectives.row_keys
+    keys_B = objectives.row_keys(jax.random.fold_in(sample_rng, 1), batch['src'].shape[0], axis_name)
+    cands = objectives.candidates(objective, model, state.params, batch, keys_B)
+    sources = _psum((batch['weights'].max(-1) > 0).sum(), axis_name)
   if axis_name:  # different dropout masks on different devices
     dropout_rng = jax.random.fold_in(dropout_rng, jax.lax.axis_index(axis_name))
     sample_rng = jax.random.fold_in(sample_rng, jax.lax.axis_index(axis_name))
@@ -108,6 +122,11 @@ def train_step(state: TrainState, batch: dict, *, model, cfg, axis_name=None, re
                                rngs={'dropout': dropout_rng, 'sampling': sample_rng})
     loss_sum, _ = losses.cross_entropy(logits, batch['tgt_out'], batch['weights'], t.label_smoothing)
     loss, aux = loss_sum / jnp.maximum(tokens, 1.0), {}
+    if objective is not None:
+      seq_sum, aux = objectives.loss(objective, model, params, batch, cands, jax.random.fold_in(dropout_rng, 1))
+      seq_loss = seq_sum / jnp.maximum(sources, 1)
+      # Without cross-entropy in the loss, its forward pass (for the token metrics) gets no backward pass.
+      loss = seq_loss if t.xent_weight == 0 else t.xent_weight * loss + (1.0 - t.xent_weight) * seq_loss
     # The auxiliary attention losses only exist when weighted: a run without them computes what it always did.
     if t.coverage_loss > 0:
       aux['coverage_loss_sum'] = losses.coverage_loss(attn, batch['weights'])
@@ -126,6 +145,8 @@ def train_step(state: TrainState, batch: dict, *, model, cfg, axis_name=None, re
   grad_norm = optax.tree.norm(grads)
   loss_sum = _psum(loss_sum, axis_name)
   finite = jnp.isfinite(loss_sum) & jnp.isfinite(grad_norm)
+  if objective is not None:
+    finite = finite & jnp.isfinite(_psum(aux['sequence_loss_sum'], axis_name))
   keep = functools.partial(jax.tree.map, lambda new, old: jnp.where(finite, new, old))
   new_state = TrainState(step=state.step + 1, params=keep(params, state.params),
                          opt_state=keep(opt_state, state.opt_state), rng=rng)
@@ -135,7 +156,8 @@ def train_step(state: TrainState, batch: dict, *, model, cfg, axis_name=None, re
              'nonfinite': (~finite).astype(jnp.int32),
              'src_tokens': _psum(((batch['src_len'] - 1) * real_B).sum(), axis_name),  # without EOS
              'tf_ratio': teacher_forcing_ratio(t, state.step), 'lr': learning_rate(t)(state.step), **counts}
-  for key, value in aux.items():  # sums over all devices' tokens (coverage) or real (n, t) pairs (guided)
+  # sums over all devices' tokens (coverage), real (n, t) pairs (guided), sources or candidates (objectives)
+  for key, value in aux.items():
     metrics[key] = jnp.where(finite, _psum(value, axis_name), 0.0)
   if t.guided_loss > 0:
     metrics.update(guided_pairs=guided_pairs, guided_weight=guided_weight(t, state.step))
