@@ -18,20 +18,28 @@ def _where(cfg) -> str:
   return f'--config.train.init_from={cfg.train.init_from}'
 
 
-def check(cfg, vocabs: dict) -> None:
-  """CheckpointError unless the parent exists, has the checkpoint train.init_step names, and has this config's
-  model and the vocabularies whose fingerprints `vocabs` holds ({'vocab_source': ..., 'vocab_target': ...})."""
+def check_model(cfg) -> None:
+  """CheckpointError unless the parent is a run with the checkpoint that train.init_step names and this config's
+  model (checked before any data is read)."""
   parent = cfg.train.init_from
   try:
     parent_cfg = workdir_lib.load_config(parent)
-    src_vocab, tgt_vocab = workdir_lib.load_vocabs(parent)
     workdir_lib.checkpointer(parent, cfg.train.init_step)[0].close()  # the step it names exists
-  except (CheckpointError, DataError) as e:
+  except CheckpointError as e:
     raise CheckpointError(f'{_where(cfg)}: {e}') from None
   for key, value in cfg.model.items():
     if key not in FREE_MODEL_KEYS and parent_cfg.model[key] != value:
       raise CheckpointError(f'{_where(cfg)}: that run has another model: model.{key}={parent_cfg.model[key]!r} '
                             f'there, {value!r} here')
+
+
+def check_vocabs(cfg, vocabs: dict) -> None:
+  """CheckpointError unless the parent's vocabularies have the fingerprints of `vocabs` ({'vocab_source': ...,
+  'vocab_target': ...}: those the new run built from its data)."""
+  try:
+    src_vocab, tgt_vocab = workdir_lib.load_vocabs(cfg.train.init_from)
+  except DataError as e:
+    raise CheckpointError(f'{_where(cfg)}: {e}') from None
   theirs = {'vocab_source': src_vocab.fingerprint(), 'vocab_target': tgt_vocab.fingerprint()}
   for key, value in vocabs.items():
     if theirs[key] != value:

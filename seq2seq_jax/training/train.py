@@ -175,10 +175,13 @@ def train(cfg, workdir: str, log=print) -> dict:
   check_same_run(workdir, cfg)
   devices = jax.devices()
   config_lib.validate(cfg, num_devices=len(devices))
+  from_parent = cfg.train.init_from and not checkpoint.saved_steps(workdir)  # (a resumed run needs it no longer)
+  if from_parent:
+    parent_lib.check_model(cfg)
   examples, validation_pairs, src_vocab, tgt_vocab = prepare_data(cfg, workdir, log)
   parallel.batch_rows(cfg, examples)  # a token budget too small for a length bucket fails here
-  if cfg.train.init_from and not checkpoint.saved_steps(workdir):  # a run that resumes no longer needs its parent
-    parent_lib.check(cfg, vocab_meta(src_vocab, tgt_vocab))
+  if from_parent:
+    parent_lib.check_vocabs(cfg, vocab_meta(src_vocab, tgt_vocab))
   model = seq2seq.build(cfg.model, len(src_vocab), len(tgt_vocab))
   created, done = not os.path.isdir(workdir), False
   lock = _take_lock(workdir, log)
