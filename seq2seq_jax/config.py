@@ -15,13 +15,14 @@ import ml_collections
 
 from seq2seq_jax.data import tasks
 from seq2seq_jax.errors import ConfigError
-from seq2seq_jax.model import attention, cells, decoder
+from seq2seq_jax.model import attention, cells, costs, decoder
 
 TASKS = tuple(tasks.GENERATED) + ('cmudict', 'tfds', 'files')
 SCHEDULES = ('constant', 'cosine', 'linear', 'rsqrt')
 TF_SCHEDULES = ('constant', 'linear', 'exponential', 'inverse_sigmoid')
 TOKENIZERS = ('char', 'space', 'spm')
 METRICS = ('', 'rouge')
+OBJECTIVES = ('xent', 'mrt', 'scst')  # training/objectives.py implements mrt and scst
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -113,6 +114,20 @@ def default_config() -> ml_collections.ConfigDict:
   t.plateau_patience = 0      # > 0: multiply the learning rate by plateau_factor after this many evaluations
                               # without a better task metric (0: off)
   t.plateau_factor = 0.5      # in (0, 1)
+  # Training on the task's metric (training/objectives.py). xent: token cross-entropy (what the defaults train);
+  # mrt: minimum risk training (Shen et al., 2016); scst: self-critical sequence training (Rennie et al., 2017).
+  t.objective = 'xent'        # xent | mrt | scst
+  t.xent_weight = 0.0         # mrt, scst: loss = w · token cross-entropy + (1 − w) · sequence loss
+  t.cost = ''                 # mrt, scst: model.costs.COSTS: edit | zero_one | bleu | chrf; '' = the task's
+                              # (task_cost: edit for G2P / space-separated targets, bleu for tfds, else zero_one)
+  t.candidates = 'sample'     # mrt: sample (with train.temperature) | beam (its n-best); scst samples
+  t.num_candidates = 4        # mrt: samples / n-best per source; scst: samples per source
+  t.temperature = 1.0         # mrt, scst: temperature of the sampled candidates
+  t.mrt_alpha = 1.0           # mrt: Q(y) ∝ p(y)^α over the candidate set (α sharpens; Shen et al.: 5e-3 for MT)
+  t.mrt_reference = False     # mrt: add the reference to the candidate set
+  t.scst_baseline = 'greedy'  # scst: greedy (the greedy output's reward) | mean (of the other samples' rewards)
+  t.init_from = ''            # a workdir: start from its parameters (fresh optimizer; same model and vocabularies)
+  t.init_step = 'best'        # which of its checkpoints: best | latest | a step number
 
   c.decode = dc = ml_collections.ConfigDict()
   dc.max_len_a = 1.5          # max output length = a * source_length + b, at most max_len_cap
@@ -267,12 +282,18 @@ def validate(cfg: ml_collections.ConfigDict, num_devices: int | None = None) -> 
   choice('parallel.mode', cfg.parallel.mode, ('pmap', 'shard_map'))
   choice('train.on_nonfinite', t.on_nonfinite, ('stop', 'skip'))
   choice('data.metric', d.metric, METRICS)
+  choice('train.objective', t.objective, OBJECTIVES)
+  choice('train.cost', t.cost, ('',) + tuple(costs.COSTS))
+  choice('train.candidates', t.candidates, ('sample', 'beam'))
+  choice('train.scst_baseline', t.scst_baseline, ('greedy', 'mean'))
+  if t.objective != 'xent' and m.copy:  # the candidates' search has no extended source ids
+    raise ConfigError(f'config train.objective={t.objective!r} does not support model.copy=True (use xent)')
   at_least(1, 'model.embed_size', 'model.encoder_size', 'model.decoder_size', 'model.num_layers',
            'model.attention_size', 'model.scan_unroll', 'data.batch_size', 'data.bucket_step',
            'data.max_source_len', 'data.max_target_len', 'data.num_train', 'data.num_eval', 'data.min_len',
            'data.spm_vocab_size', 'train.num_steps', 'train.log_every', 'train.eval_every',
            'train.checkpoint_every', 'train.keep_checkpoints', 'decode.batch_size', 'decode.max_len_cap',
-           'data.min_count')
+           'data.min_count', 'train.num_candidates')
   at_least(0, 'train.warmup_steps', 'train.weight_decay', 'train.eval_examples', 'train.attention_plots',
            'train.teacher_forcing_min', 'decode.max_len_a', 'decode.max_len_b', 'model.monotonic_noise',
            'train.coverage_loss', 'train.guided_loss', 'train.guided_anneal_steps', 'train.patience',
@@ -294,6 +315,21 @@ def validate(cfg: ml_collections.ConfigDict, num_devices: int | None = None) -> 
   within('train.teacher_forcing_ratio', 0.0, 1.0, high_open=False)
   if not 0 < t.plateau_factor < 1:
     raise ConfigError(f'config train.plateau_factor={t.plateau_factor!r} must be in (0, 1)')
+  within('train.xent_weight', 0.0, 1.0, high_open=False)
+  for name in ('temperature', 'mrt_alpha'):
+    if not t[name] > 0:
+      raise ConfigError(f'config train.{name}={t[name]!r} must be > 0')
+  if t.objective == 'scst' and t.candidates != 'sample':
+    raise ConfigError(f"config train.candidates={t.candidates!r}: scst learns from samples (train.candidates="
+                      f"'sample')")
+  if t.objective == 'scst' and t.scst_baseline == 'mean' and t.num_candidates < 2:
+    raise ConfigError(f"config train.num_candidates={t.num_candidates}: scst_baseline='mean' needs at least 2 "
+                      f"samples per source")
+  if t.objective == 'mrt' and t.num_candidates + t.mrt_reference < 2:
+    raise ConfigError(f'config train.num_candidates={t.num_candidates}: minimum risk training needs at least 2 '
+                      f'candidates (with train.mrt_reference, 1 and the reference)')
+  if t.init_step not in ('best', 'latest') and not t.init_step.isdigit():
+    raise ConfigError(f"config train.init_step={t.init_step!r} is not 'best', 'latest' or a step number")
   if d.min_len > d.max_len or not 1 <= d.alphabet_size <= 26:
     raise ConfigError(f'config data.min_len={d.min_len}, data.max_len={d.max_len}, data.alphabet_size='
                       f'{d.alphabet_size}: need 1 <= min_len <= max_len and 1 <= alphabet_size <= 26')
@@ -330,6 +366,13 @@ def task_metric(cfg) -> tuple[str, str]:
   if cfg.data.task == 'cmudict' or cfg.data.target_tokenizer == 'space':
     return 'wer', 'min'
   return 'exact_match', 'max'
+
+
+def task_cost(cfg) -> str:
+  """The cost that mrt / scst train on: train.cost, or the one of the task's validation metric (WER: the edit
+  distance over the reference length, a smoother signal than the 0-1 word error; BLEU: 1 − sentence BLEU;
+  exact match: the 0-1 error)."""
+  return cfg.train.cost or {'wer': 'edit', 'bleu': 'bleu', 'exact_match': 'zero_one'}[task_metric(cfg)[0]]
 
 
 # What `eval` may change in a trained run's config: where the data comes from and how to decode; every other key

@@ -4,9 +4,9 @@
 
 Runs K train steps on one device (plain jit), with DataParallel pmap and with DataParallel shard_map on the same
 global batches, then the shard_map traps (check_vma on/off, with/without an extra gradient psum) for one step.
-Config overrides after OUT_DIR (e.g. another attention kind, the attention losses, accumulation) change the model
-and the training of the three runs; the traps (a model of their own) are then skipped. With
-train.plateau_patience > 0 each step gets another learning-rate scale (0.5 ** step).
+Config overrides after OUT_DIR (e.g. another attention kind, the attention losses, accumulation, a sequence-level
+objective) change the model and the training of the three runs; the traps (a model of their own) are then
+skipped. With train.plateau_patience > 0 each step gets another learning-rate scale (0.5 ** step).
 Prints one JSON object (metrics per run and step); the final parameters go to
 OUT_DIR/params_{init,single,pmap,shard_map}.npz.
 """
@@ -22,8 +22,9 @@ import numpy as np
 from jax.sharding import Mesh, PartitionSpec as P
 
 from seq2seq_jax import config
-from seq2seq_jax.training import parallel, steps
+from seq2seq_jax.training import objectives, parallel, steps
 from seq2seq_jax.data.pipeline import Examples
+from seq2seq_jax.data.vocab import Vocab
 from seq2seq_jax.model import ModelConfig, Seq2Seq
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -35,13 +36,15 @@ OVERRIDES = ['data.batch_size=16', 'data.bucket_step=8', 'model.embed_size=8', '
              'train.teacher_forcing=constant', 'train.teacher_forcing_ratio=1.0', 'train.warmup_steps=2',
              'train.learning_rate=0.01']
 METRICS = ('loss_sum', 'grad_norm', 'tokens', 'correct', 'src_tokens', 'nonfinite')
-AUX_METRICS = ('coverage_loss_sum', 'guided_loss_sum', 'guided_pairs')  # when the run has them
+AUX_METRICS = ('coverage_loss_sum', 'guided_loss_sum', 'guided_pairs',  # when the run has them
+               'sequence_loss_sum', 'candidate_cost_sum', 'candidates', 'baseline_cost_sum')
 
 
-def batches(k: int, bucket_step: int, copy: bool = False) -> list[dict]:
+def batches(k: int, bucket_step: int, copy: bool = False, refs: bool = False) -> list[dict]:
   """K global batches of reversal pairs, 3..7 letters (one bucket shape), with filler rows in the last one.
   `copy`: a pointer-generator's batches, as if the target vocabulary lacked the last two letters (extended ids
-  V + 0, V + 1 in order of first appearance, in the sources and the reversed targets)."""
+  V + 0, V + 1 in order of first appearance, in the sources and the reversed targets); `refs`: with every
+  reference of each source, for a sequence-level objective."""
   rng = np.random.default_rng(0)
   src = [rng.integers(4, VOCAB, size=rng.integers(3, 8)) for _ in range(GLOBAL_BATCH * k - 5)]
   ext = None
@@ -54,7 +57,7 @@ def batches(k: int, bucket_step: int, copy: bool = False) -> list[dict]:
   plan = examples.plan(GLOBAL_BATCH)  # in order: the last batch has 5 filler rows (weights 0)
   out = []
   for idx in plan:
-    b = examples.batch(idx)
+    b = examples.batch(idx, refs=refs)
     b.pop('index')
     out.append(b)
   return out
@@ -88,14 +91,15 @@ def main() -> None:
   k, out_dir, extra = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
   cfg = config.load_config(os.path.join(ROOT, 'configs/reverse.py'), OVERRIDES + extra)
   model = Seq2Seq(ModelConfig.from_config(cfg.model, VOCAB, VOCAB))
-  data = batches(k, cfg.data.bucket_step, cfg.model.copy)
+  objective = objectives.build(cfg, Vocab([chr(ord('a') + i) for i in range(VOCAB - 4)], 'char'))
+  data = batches(k, cfg.data.bucket_step, cfg.model.copy, refs=objective is not None)
   init = steps.init_state(model, cfg, jax.random.PRNGKey(0), data[0])
   init_host = jax.device_get(init)
 
   runs = {}
   # With reduce-on-plateau on, every step gets another learning-rate scale (none may recompile the step).
   scales = [0.5 ** i if cfg.train.plateau_patience else 1.0 for i in range(len(data))]
-  single = jax.jit(functools.partial(steps.train_step, model=model, cfg=cfg))
+  single = jax.jit(functools.partial(steps.train_step, model=model, cfg=cfg, objective=objective))
   state, ms = init, []
   for b, scale in zip(data, scales):
     state, m = single(state, b, scale)
@@ -106,7 +110,7 @@ def main() -> None:
   jax.monitoring.register_event_duration_secs_listener(
       lambda name, secs, **kw: compiles.append(name) if name == '/jax/core/compile/backend_compile_duration' else None)
   for mode in ('pmap', 'shard_map'):
-    dp = parallel.DataParallel(model, cfg, mode=mode)
+    dp = parallel.DataParallel(model, cfg, mode=mode, objective=objective)
     state, ms = dp.replicate(init_host), []
     for i, b in enumerate(data):
       before = len(compiles)

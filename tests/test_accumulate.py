@@ -11,9 +11,10 @@ import pytest
 
 from seq2seq_jax import config
 from seq2seq_jax.data import pipeline
+from seq2seq_jax.data.vocab import Vocab
 from seq2seq_jax.errors import ConfigError
 from seq2seq_jax.model import ModelConfig, Seq2Seq
-from seq2seq_jax.training import steps, train
+from seq2seq_jax.training import objectives, steps, train
 from tests.cli_helpers import one_error_line, run_main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -34,12 +35,12 @@ def _examples(n=200, seed=0, max_len=14):
   return pipeline.Examples(src, [s[::-1] for s in src], step=4)
 
 
-def _batch(rows=16):
+def _batch(rows=16, refs=False):
   """One batch of reversal pairs of several lengths (the micro-batches hold different numbers of tokens) with
-  filler rows at the end."""
+  filler rows at the end (`refs`: with every reference of each source, for a sequence-level objective)."""
   ex = _examples(60)
   idx = np.concatenate([np.arange(rows - 3), np.full(3, -1)])
-  batch = ex.batch(idx)
+  batch = ex.batch(idx, refs=refs)
   batch.pop('index')
   return batch
 
@@ -47,15 +48,23 @@ def _batch(rows=16):
 def _steps(cfg, state, batch, n=3):
   """`n` updates on `batch` (the first has learning rate 0: warmup)."""
   model = Seq2Seq(ModelConfig.from_config(cfg.model, 12, 12))
-  step = jax.jit(functools.partial(steps.train_step, model=model, cfg=cfg))
+  objective = objectives.build(cfg, Vocab([chr(ord('a') + i) for i in range(8)], 'char'))
+  step = jax.jit(functools.partial(steps.train_step, model=model, cfg=cfg, objective=objective))
   for _ in range(n):
     state, metrics = step(state, batch)
   return state, metrics
 
 
-@pytest.mark.parametrize('aux', [[], ['train.coverage_loss=0.5', 'train.guided_loss=1.0']])
+# Sequence-level objectives too: a source's loss depends only on its own candidates, whose sampling keys are
+# those of its row in the whole batch.
+@pytest.mark.parametrize('aux', [
+    [], ['train.coverage_loss=0.5', 'train.guided_loss=1.0'],
+    ['train.objective=mrt', 'train.num_candidates=3', 'train.mrt_reference=true', 'train.cost=edit',
+     'train.xent_weight=0.3'],
+    ['train.objective=scst', 'train.num_candidates=2', 'train.scst_baseline=mean', 'train.cost=edit']],
+    ids=['xent', 'attention_losses', 'mrt', 'scst'])
 def test_accumulated_micro_batches_give_the_update_of_the_whole_batch(aux):
-  batch = _batch()
+  batch = _batch(refs=any(a.startswith('train.objective') for a in aux))
   micro_tokens = batch['weights'].reshape(4, 4, -1).sum(axis=(1, 2))
   assert len(set(micro_tokens.tolist())) > 1  # a mean of micro-batch means would weigh tokens unequally
   whole, accumulated = _cfg(*aux), _cfg('train.accumulate=4', *aux)
@@ -65,7 +74,8 @@ def test_accumulated_micro_batches_give_the_update_of_the_whole_batch(aux):
   s4, m4 = _steps(accumulated, state, batch)
   for key in ('tokens', 'correct', 'seq_correct', 'sequences', 'src_tokens'):  # counts: exactly
     assert float(m4[key]) == float(m1[key]), key
-  for key in ('loss_sum', 'grad_norm', *(k for k in ('coverage_loss_sum', 'guided_loss_sum') if k in m1)):
+  sums = ('coverage_loss_sum', 'guided_loss_sum', 'sequence_loss_sum', 'candidate_cost_sum', 'baseline_cost_sum')
+  for key in ('loss_sum', 'grad_norm', *(k for k in sums if k in m1)):
     np.testing.assert_allclose(m4[key], m1[key], rtol=1e-5, err_msg=key)
   moved = max(float(np.abs(a - b).max()) for a, b in zip(jax.tree.leaves(s1.params), jax.tree.leaves(state.params)))
   assert moved > 1e-3

@@ -169,6 +169,33 @@ def test_token_budget_batches_with_accumulation_train_on_8_devices(tmp_path):
   assert [r['micro_batches'] for r in rows] == [2, 4] and all(r['skipped_updates'] == 0 for r in rows)
 
 
+@pytest.mark.parametrize('overrides', [
+    ('train.objective=mrt', 'train.candidates=beam', 'train.num_candidates=3', 'train.mrt_reference=true',
+     'train.cost=edit', 'train.xent_weight=0.3'),
+    ('train.objective=scst', 'train.num_candidates=2', 'train.temperature=1.5', 'train.cost=edit')],
+    ids=['mrt_beam', 'scst_samples'])
+def test_sequence_objectives_train_like_one_device(tmp_path, overrides):
+  """Minimum risk training (beam candidates and the reference) and SCST (samples, greedy baseline): the candidates
+  are searched on each device for its rows, the samples drawn with keys of the global row, so 8 devices give one
+  device's candidates, costs, losses and parameters (pmap and shard_map)."""
+  r = subprocess.run([sys.executable, os.path.join(ROOT, 'tests', 'parallel_check.py'), '3', str(tmp_path),
+                      *overrides], cwd=ROOT, env=_env(DEVICES), capture_output=True, text=True, timeout=280)
+  assert r.returncode == 0, r.stderr[-3000:]
+  report = json.loads(r.stdout.strip().splitlines()[-1])
+  single, init = _params(tmp_path, 'single'), _params(tmp_path, 'init')
+  assert max(np.abs(single[k] - init[k]).max() for k in init) > 1e-3
+  for mode in ('pmap', 'shard_map'):
+    params = _params(tmp_path, mode)
+    for key in single:
+      np.testing.assert_allclose(params[key], single[key], rtol=1e-5, atol=1e-6, err_msg=f'{mode} {key}')
+    m, one = report['metrics'][mode], report['metrics']['single']
+    assert m['candidates'] == one['candidates'] and m['nonfinite'] == one['nonfinite'] == [0.0] * 3
+    for key in ('loss_sum', 'grad_norm', 'sequence_loss_sum', 'candidate_cost_sum') + (
+        ('baseline_cost_sum',) if 'scst' in overrides[0] else ()):
+      np.testing.assert_allclose(m[key], one[key], rtol=1e-5, atol=1e-7, err_msg=f'{mode} {key}')
+  assert min(report['metrics']['single']['candidate_cost_sum']) > 0
+
+
 def test_batch_size_must_divide_by_the_devices():
   cfg = config.default_config()
   cfg.data.batch_size = 16

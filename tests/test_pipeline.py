@@ -43,6 +43,25 @@ def test_batches_cover_every_example_once_with_few_shapes():
   assert len(shapes) <= 36
 
 
+def test_batches_with_references_carry_every_target_of_the_source():
+  src = [[4, 5], [6], [4, 5], [7, 8, 9], [4, 5]]
+  tgt = [[10, 11], [12, 13, 14, 15, 16], [11], [10], [13, 12, 11]]
+  ex = pipeline.Examples(src, tgt, step=4)
+  assert 'refs' not in ex.batch(np.array([0, 1]))
+  b = ex.batch(np.array([2, 1, 3, -1]), refs=True)
+  assert b['refs'].shape == (4, 3, 6) and b['refs_len'].shape == (4, 3)  # 3 targets of [4, 5]; 5 symbols + EOS
+  assert b['refs_len'].tolist() == [[2, 1, 3], [5, 0, 0], [1, 0, 0], [2, 1, 3]]  # the filler row copies row 0
+  assert b['refs'][0].tolist() == [[10, 11, EOS, PAD, PAD, PAD], [11, EOS] + [PAD] * 4, [13, 12, 11, EOS, PAD, PAD]]
+  assert b['refs'][1, 0].tolist() == [12, 13, 14, 15, 16, EOS] and (b['refs'][1, 1:] == PAD).all()
+  part = ex.batch(np.array([2, 1, 3, -1]), rows=slice(2, 4), refs=True)  # one process's rows
+  np.testing.assert_array_equal(part['refs'], b['refs'][2:])
+  streamed = next(iter(pipeline.train_stream(ex, 4, seed=0, refs=True)))
+  for row, i in enumerate(streamed['index']):
+    if i >= 0:
+      assert sorted(tuple(r[:n]) for r, n in zip(streamed['refs'][row], streamed['refs_len'][row]) if n) == sorted(
+          tuple(t) for s, t in zip(src, tgt) if s == src[i])
+
+
 def test_train_stream_is_seeded_and_restores_exactly():
   ex = _examples()
 

@@ -9,6 +9,10 @@ A batch is a dict of numpy arrays (B batch, S source length, T target length):
   index (B,) int32      the example's position in its split, -1 for filler rows
   src_ext (B, S) int32  only for the pointer-generator (model.copy): each source position's extended target id
                         (data/copying.py), then EOS, then PAD, like `src`
+and, when asked for (`refs=True`: training on a sequence-level cost, which compares with every reference):
+  refs (B, R, W) int32  the targets of all examples with this example's source (itself included), each
+                        y_1 .. y_n EOS then PAD; R and W are the largest counts and target length + 1 of the split
+  refs_len (B, R) int32 their lengths without EOS; 0 for an empty slot
 
 Batches take their examples from one (source, target) length bucket and pad S and T up to the bucket's
 boundaries; rare buckets are merged into larger ones, so a whole run sees only a handful of shapes (jit compiles
@@ -19,6 +23,7 @@ A batch has a fixed number of rows, or (with a token budget, `rows_by_key`) one 
 most that fit the budget: still one shape per bucket.
 """
 
+import functools
 import threading
 from typing import Mapping
 
@@ -88,9 +93,20 @@ class Examples:
   def __len__(self) -> int:
     return len(self.src)
 
-  def batch(self, idx: np.ndarray, rows: slice = slice(None)) -> dict:
+  @functools.cached_property
+  def references(self) -> tuple[list[list[int]], int, int]:
+    """The examples that share each example's source (their targets are its references), and the static
+    (R, W) of `refs`: the most references of a source, the longest target + 1."""
+    groups = {}
+    for i, s in enumerate(self.src):
+      groups.setdefault(s.tobytes(), []).append(i)
+    of = [groups[s.tobytes()] for s in self.src]
+    return of, max(map(len, of), default=1), max((len(t) for t in self.tgt), default=0) + 1
+
+  def batch(self, idx: np.ndarray, rows: slice = slice(None), refs: bool = False) -> dict:
     """Pads the examples `idx` (-1: filler) to the largest bucket shape among them; only `rows` of them are
-    built (a process's share of a global batch), with the shape that the whole batch gets."""
+    built (a process's share of a global batch), with the shape that the whole batch gets. `refs`: with every
+    reference of each source (see the module's docstring)."""
     real = idx[idx >= 0]
     s_len, t_len = self.keys[real].max(axis=0)
     idx = np.where(idx >= 0, idx, -1 - real[0])[rows]  # fillers remember which example they copy
@@ -107,6 +123,14 @@ class Examples:
       out['tgt_in'][row, 0], out['tgt_in'][row, 1:len(t) + 1] = BOS, t
       out['tgt_out'][row, :len(t)], out['tgt_out'][row, len(t)] = t, EOS
       out['weights'][row, :len(t) + 1] = float(idx[row] >= 0)
+    if refs:
+      of, most, width = self.references
+      out['refs'], out['refs_len'] = np.full((b, most, width), PAD, np.int32), np.zeros((b, most), np.int32)
+      for row, i in enumerate(copied):
+        for slot, j in enumerate(of[i]):
+          t = self.tgt[j]
+          out['refs'][row, slot, :len(t)], out['refs'][row, slot, len(t)] = t, EOS
+          out['refs_len'][row, slot] = len(t)
     return out
 
   def rows_by_key(self, batch_tokens: int, multiple: int = 1, accumulate: int = 1) -> dict:
@@ -150,8 +174,11 @@ class _TrainBatches:
   """Random access to the endless shuffled batch stream: batch i of epoch i // per_epoch (only this process's
   rows)."""
 
-  def __init__(self, examples: Examples, batch_size: int | Mapping, seed: int, process: tuple[int, int]):
-    self.examples, self.batch_size, self.seed, self.process = examples, batch_size, seed, process
+  def __init__(self, examples: Examples, batch_size: int | Mapping, seed: int, process: tuple[int, int],
+               refs: bool):
+    self.examples, self.batch_size, self.seed, self.process, self.refs = examples, batch_size, seed, process, refs
+    if refs:
+      examples.references  # noqa: B018 - computed once here, not by the loader's threads at the same time
     self.per_epoch = len(examples.plan(batch_size))
     self._plans, self._lock = {}, threading.Lock()
 
@@ -165,20 +192,21 @@ class _TrainBatches:
         self._plans = {e: p for e, p in self._plans.items() if e >= epoch - 1}
         self._plans[epoch] = self.examples.plan(self.batch_size, np.random.default_rng([self.seed, epoch]))
       idx = self._plans[epoch][j]
-    return self.examples.batch(idx, process_rows(len(idx), self.process))
+    return self.examples.batch(idx, process_rows(len(idx), self.process), self.refs)
 
 
 def train_stream(examples: Examples, batch_size: int | Mapping, seed: int, threads: int = 2,
-                 process: tuple[int, int] = (0, 1)) -> grain.IterDataset:
+                 process: tuple[int, int] = (0, 1), refs: bool = False) -> grain.IterDataset:
   """Endless, seeded, bucketed training batches of `batch_size` rows (or {(S, T): rows}, `Examples.rows_by_key`);
-  of each global batch only the rows of `process` = (index, count) (`process_rows`).
+  of each global batch only the rows of `process` = (index, count) (`process_rows`); `refs`: with all references
+  of each source (`Examples.batch`).
 
   `iter(...)` has `get_state()`/`set_state()` for exact resume; the state (a batch counter) is the same in
   every process, so a run resumes with any number of processes.
   """
   if len(examples) == 0:
     raise ValueError('no training examples')
-  return grain.MapDataset.source(_TrainBatches(examples, batch_size, seed, process)).to_iter_dataset(
+  return grain.MapDataset.source(_TrainBatches(examples, batch_size, seed, process, refs)).to_iter_dataset(
       grain.ReadOptions(num_threads=threads, prefetch_buffer_size=8))
 
 

@@ -152,8 +152,11 @@ def beam_search(encode: Callable, step: Callable, src_BxS, src_len_B, rule: Leng
     logp_BKxV = controls_lib.constrain(controls, logp_BKxV, controls_lib.At(t, st.history, prefix_BKxP, limit_BK))
     logp_BxKxV = logp_BKxV.reshape(batch, k, vocab)
     cand_BxKxV = jnp.where(done_B[:, None, None], -jnp.inf, st.logp[:, :, None] + logp_BxKxV)
-    # The barrier keeps XLA from folding the slices below into the top-k, which would make it a full sort on CPU.
-    top_BxM, flat_BxM = jax.lax.optimization_barrier(jax.lax.top_k(cand_BxKxV.reshape(batch, k * vocab), 2 * k))
+    # The barriers keep XLA from folding the slices below into the top-k, which would make it a full sort on CPU.
+    # One barrier per output: XLA simplifies a barrier over both into one on the top-k's tuple, which its
+    # TopkDecomposer (in programs over several devices: pmap, shard_map) fails on, aborting the process.
+    top_BxM, flat_BxM = jax.lax.top_k(cand_BxKxV.reshape(batch, k * vocab), 2 * k)
+    top_BxM, flat_BxM = jax.lax.optimization_barrier(top_BxM), jax.lax.optimization_barrier(flat_BxM)
     parent_BxM, token_BxM = flat_BxM // vocab, flat_BxM % vocab
     attn_BxKxS = attn_BKxS.reshape(batch, k, src_steps)
     score_BxK = normalise(top_BxM[:, :k], t + 1, alpha)

@@ -55,6 +55,19 @@ def fingerprint(params) -> str:
   return h.hexdigest()[:16]
 
 
+def _complete_steps(directory: str) -> list[int]:
+  try:
+    names = os.listdir(directory)
+  except FileNotFoundError:
+    return []
+  return sorted(int(n) for n in names if n.isdigit() and os.path.isdir(os.path.join(directory, n)))
+
+
+def saved_steps(workdir: str) -> list[int]:
+  """The complete checkpoints of a workdir (none when it does not exist), without opening orbax."""
+  return _complete_steps(os.path.join(workdir, 'checkpoints'))
+
+
 class Checkpointer:
   """Saves, verifies and restores parameter and train-state pytrees in `workdir/checkpoints` (or
   `workdir/averaged`). `warn` receives one-line warnings (a damaged old checkpoint moved aside)."""
@@ -88,11 +101,7 @@ class Checkpointer:
 
   def all_steps(self) -> list[int]:
     """The complete steps, listed afresh (another process may have saved or deleted some meanwhile)."""
-    try:
-      names = os.listdir(self.directory)
-    except FileNotFoundError:
-      return []
-    return sorted(int(n) for n in names if n.isdigit() and os.path.isdir(os.path.join(self.directory, n)))
+    return _complete_steps(self.directory)
 
   def latest_step(self) -> int | None:
     steps = self.all_steps()

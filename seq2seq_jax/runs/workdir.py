@@ -107,9 +107,10 @@ def git_commit() -> str:
     return ''
 
 
-def record_run_info(workdir: str, step: int, warn=print) -> None:
-  """Appends what is running (versions, commit, start step) to DIR/run_info.json. A damaged file (a crash while
-  the disk was full) is kept as run_info.json.damaged, with a warning, and a new one is started."""
+def record_run_info(workdir: str, step: int, warn=print, parent: dict | None = None) -> None:
+  """Appends what is running (versions, commit, start step; `parent`: the run whose parameters it started from,
+  see parent.py) to DIR/run_info.json. A damaged file (a crash while the disk was full) is kept as
+  run_info.json.damaged, with a warning, and a new one is started."""
   filename = path(workdir, 'run_info.json')
   runs = []
   if os.path.isfile(filename):
@@ -129,7 +130,7 @@ def record_run_info(workdir: str, step: int, warn=print) -> None:
     except importlib.metadata.PackageNotFoundError:
       versions[name] = ''
   runs.append({'started_at_step': step, 'time': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()),
-               'git_commit': git_commit(), 'versions': versions})
+               'git_commit': git_commit(), 'versions': versions, **({'parent': parent} if parent else {})})
   write_atomic(filename, json.dumps(runs, indent=1) + '\n')
 
 

@@ -38,7 +38,7 @@ from seq2seq_jax.decoding import DecodeOptions, Predictor
 from seq2seq_jax.model import flops, seq2seq
 from seq2seq_jax.runs import workdir as workdir_lib
 from seq2seq_jax.tools import experiments
-from seq2seq_jax.training import parallel, steps as steps_lib
+from seq2seq_jax.training import objectives, parallel, steps as steps_lib
 
 MIB = 2.0 ** 20
 BACKEND_COMPILE_EVENT = '/jax/core/compile/backend_compile_duration'  # jax._src.dispatch.BACKEND_COMPILE_EVENT
@@ -132,8 +132,10 @@ def top_ops(trace_dir: str, steps: int, top: int = 15) -> list[dict]:
           for name, sec in seconds.most_common(top)]
 
 
-def time_training(cfg, model, examples, num_steps: int, log, profile_dir: str | None = None) -> tuple[dict, dict]:
-  """Warm-up and timed steps of the trainer's step; returns (results, the initial parameters on the host)."""
+def time_training(cfg, model, examples, num_steps: int, log, profile_dir: str | None = None,
+                  objective=None) -> tuple[dict, dict]:
+  """Warm-up and timed steps of the trainer's step (with train.objective's sequence-level `objective`, if any);
+  returns (results, the initial parameters on the host)."""
   state = steps_lib.init_state(model, cfg, jax.random.PRNGKey(cfg.seed), examples.batch(np.arange(1)))
   init_params = jax.device_get(state.params)
   stream = iter(parallel.train_stream(cfg, examples))
@@ -143,7 +145,7 @@ def time_training(cfg, model, examples, num_steps: int, log, profile_dir: str | 
   by_shape = {}
   for batch in batches:
     by_shape.setdefault(_shape(batch), batch)
-  dp = parallel.DataParallel(model, cfg)
+  dp = parallel.DataParallel(model, cfg, objective=objective)
   state = dp.replicate(state)
   log(f'bench: compiling the train step for {len(by_shape)} shape(s) (B, S, T): {sorted(by_shape)}')
   with CompileCounter() as warm:
@@ -220,7 +222,8 @@ def bench(cfg, config_path: str, workdir: str | None = None, num_steps: int = 50
   model = seq2seq.build(cfg.model, len(src_vocab), len(tgt_vocab), cfg.data.shared_vocab)
   log(f'bench: {len(examples)} training pairs, batch size {cfg.data.batch_size}, {len(devices)} '
       f'{devices[0].platform} device(s)')
-  training, init_params = time_training(cfg, model, examples, num_steps, log, profile_dir)
+  training, init_params = time_training(cfg, model, examples, num_steps, log, profile_dir,
+                                        objectives.build(cfg, tgt_vocab))
   log('bench: measuring the fp32 matmul peak')
   peak = matmul_peak()
   # On CPU every (virtual) device shares the same cores; accelerators each bring their own peak.

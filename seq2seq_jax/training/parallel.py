@@ -37,25 +37,29 @@ def batch_rows(cfg, examples: pipeline.Examples) -> int | dict:
 
 
 def train_stream(cfg, examples: pipeline.Examples):
-  """The run's endless training batches, each process building only its own rows of every global batch."""
+  """The run's endless training batches, each process building only its own rows of every global batch (with
+  every reference of each source, `refs`, when train.objective is a sequence-level one)."""
   return pipeline.train_stream(examples, batch_rows(cfg, examples), cfg.seed,
-                               process=(jax.process_index(), jax.process_count()))
+                               process=(jax.process_index(), jax.process_count()),
+                               refs=cfg.train.objective != 'xent')
 
 
 class DataParallel:
   """Replicates the train state, feeds batches and runs the train step in the configured mode."""
 
-  def __init__(self, model, cfg, mode: str | None = None):
+  def __init__(self, model, cfg, mode: str | None = None, objective=None):
+    """`objective`: train.objective's sequence-level objective (`objectives.build`), None for xent."""
     self.mode = mode or cfg.parallel.mode
     self.local = jax.local_device_count()
     if self.mode == 'pmap':
-      self._step = jax.pmap(functools.partial(steps.train_step, model=model, cfg=cfg, axis_name=AXIS),
+      self._step = jax.pmap(functools.partial(steps.train_step, model=model, cfg=cfg, objective=objective,
+                                              axis_name=AXIS),
                             axis_name=AXIS, in_axes=(0, 0, None), donate_argnums=(0,))
       self._relayout = jax.pmap(lambda tree: tree, axis_name=AXIS)
     else:
       self.mesh = Mesh(np.array(jax.devices()), (AXIS,))
-      step = jax.shard_map(functools.partial(steps.train_step, model=model, cfg=cfg, axis_name=AXIS,
-                                             reduce_grads=True),
+      step = jax.shard_map(functools.partial(steps.train_step, model=model, cfg=cfg, objective=objective,
+                                             axis_name=AXIS, reduce_grads=True),
                            mesh=self.mesh, in_specs=(P(), P(AXIS), P()), out_specs=(P(), P()), check_vma=False)
       self._step = jax.jit(step, donate_argnums=(0,))
 

@@ -1,7 +1,8 @@
 """Train state, optimizer, schedules and the pure train/eval step functions (one device's view).
 
 The steps take `axis_name`: under pmap/shard_map the loss is the sum over all devices' tokens divided by the
-total token count, so the gradient equals that of one device holding the whole global batch.
+total token count (a sequence-level loss: over all devices' sources divided by their total count), so the
+gradient equals that of one device holding the whole global batch.
 """
 
 import functools
@@ -13,6 +14,7 @@ import jax.numpy as jnp
 import optax
 
 from seq2seq_jax.model import losses
+from seq2seq_jax.training import objectives
 
 
 @flax.struct.dataclass
@@ -74,10 +76,12 @@ def uses_sampling(t) -> bool:
   return t.teacher_forcing != 'constant' or t.teacher_forcing_ratio < 1.0
 
 
-def init_state(model, cfg, rng, example_batch) -> TrainState:
+def init_state(model, cfg, rng, example_batch, params=None) -> TrainState:
+  """A fresh train state: new parameters from `rng`, or the given ones (`train.init_from`), a fresh optimizer."""
   params_rng, state_rng = jax.random.split(rng)
-  params = model.init(params_rng, example_batch['src'][:1], example_batch['src_len'][:1],
-                      example_batch['tgt_in'][:1])['params']  # (a copy model's parameters need no src_ext)
+  if params is None:  # (a copy model's parameters need no src_ext)
+    params = model.init(params_rng, example_batch['src'][:1], example_batch['src_len'][:1],
+                        example_batch['tgt_in'][:1])['params']
   return TrainState(step=jnp.int32(0), params=params, opt_state=optimizer(cfg.train).init(params), rng=state_rng)
 
 
@@ -85,11 +89,17 @@ def _psum(x, axis_name):
   return jax.lax.psum(x, axis_name) if axis_name else x
 
 
-def _gradients(params, batch: dict, tokens, guided_pairs, dropout_rng, sample_rng, step, *, model, t):
-  """The gradient of `batch`'s loss, its cross-entropy sum divided by `tokens` (and the attention losses by their
-  normalisers): the totals over everything one update covers (all devices, all micro-batches), so that the
-  gradients of several parts of a batch add up to the gradient of the whole. Returns (grads, (loss_sum,
-  logits, auxiliary loss sums))."""
+def _gradients(params, batch: dict, tokens, guided_pairs, sources, dropout_rng, sample_rng, step, *, model, t,
+               objective):
+  """The gradient of `batch`'s loss, its cross-entropy sum divided by `tokens` (a sequence objective's sum by
+  `sources`, the attention losses by their normalisers): the totals over everything one update covers (all
+  devices, all micro-batches), so that the gradients of several parts of a batch add up to the gradient of the
+  whole. A sequence objective's candidates come from `params` (before the update) with the per-row keys
+  `batch['row_keys']`; each source's loss depends only on its own candidates, so micro-batches add up too.
+  Returns (grads, (loss_sum, logits, auxiliary loss sums))."""
+  if objective is not None:
+    cands = objectives.candidates(objective, model, params, batch, batch['row_keys'])
+
   def loss_fn(params):
     logits, attn = model.apply({'params': params}, batch['src'], batch['src_len'], batch['tgt_in'], train=True,
                                tf_ratio=teacher_forcing_ratio(t, step), sample=uses_sampling(t),
@@ -97,6 +107,11 @@ def _gradients(params, batch: dict, tokens, guided_pairs, dropout_rng, sample_rn
     loss_sum, _ = losses.cross_entropy(logits, batch['tgt_out'], batch['weights'], t.label_smoothing,
                                        model.c.tgt_vocab if model.c.copy else None)
     loss, aux = loss_sum / jnp.maximum(tokens, 1.0), {}
+    if objective is not None:
+      seq_sum, aux = objectives.loss(objective, model, params, batch, cands, jax.random.fold_in(dropout_rng, 1))
+      seq_loss = seq_sum / jnp.maximum(sources, 1)
+      # Without cross-entropy in the loss, its forward pass (for the token metrics) gets no backward pass.
+      loss = seq_loss if t.xent_weight == 0 else t.xent_weight * loss + (1.0 - t.xent_weight) * seq_loss
     # The auxiliary attention losses only exist when weighted: a run without them computes what it always did.
     if t.coverage_loss > 0:
       aux['coverage_loss_sum'] = losses.coverage_loss(attn, batch['weights'])
@@ -110,7 +125,8 @@ def _gradients(params, batch: dict, tokens, guided_pairs, dropout_rng, sample_rn
   return jax.grad(loss_fn, has_aux=True)(params)
 
 
-def _accumulated(params, batch: dict, tokens, guided_pairs, dropout_rng, sample_rng, step, *, model, t):
+def _accumulated(params, batch: dict, tokens, guided_pairs, sources, dropout_rng, sample_rng, step, *, model, t,
+                 objective):
   """`_gradients` summed over t.accumulate micro-batches (consecutive rows of `batch`), one after the other in a
   scan, so that only one micro-batch's activations are alive at a time. Each micro-batch draws its own dropout
   and sampling keys. Returns (grads, loss_sum, token counts, auxiliary loss sums)."""
@@ -119,8 +135,8 @@ def _accumulated(params, batch: dict, tokens, guided_pairs, dropout_rng, sample_
 
   def one(i, part):
     grads, (loss_sum, logits, aux) = _gradients(
-        params, part, tokens, guided_pairs, jax.random.fold_in(dropout_rng, i), jax.random.fold_in(sample_rng, i),
-        step, model=model, t=t)
+        params, part, tokens, guided_pairs, sources, jax.random.fold_in(dropout_rng, i),
+        jax.random.fold_in(sample_rng, i), step, model=model, t=t, objective=objective)
     return grads, loss_sum, losses.token_counts(logits, part['tgt_out'], part['weights']), aux
 
   def add(total, i_part):
@@ -132,8 +148,12 @@ def _accumulated(params, batch: dict, tokens, guided_pairs, dropout_rng, sample_
   return total
 
 
-def train_step(state: TrainState, batch: dict, lr_scale=1.0, *, model, cfg, axis_name=None, reduce_grads=True):
+def train_step(state: TrainState, batch: dict, lr_scale=1.0, *, model, cfg, objective=None, axis_name=None,
+               reduce_grads=True):
   """One optimizer update. Non-finite loss or gradients skip the update and are reported in the metrics.
+
+  `objective`: the sequence-level objective of train.objective mrt / scst (`objectives.build`; the batch then
+  has `refs`), None for xent. Its candidates come from the parameters before the update.
 
   `lr_scale` multiplies the scheduled learning rate when reduce-on-plateau is on (train.plateau_patience > 0;
   the loop keeps the scale, and it is a traced argument: one compiled step for every value). With
@@ -145,7 +165,15 @@ def train_step(state: TrainState, batch: dict, lr_scale=1.0, *, model, cfg, axis
   An optional `batch['stop']` (one int per device) comes back as `metrics['stop']`, its maximum over all devices.
   """
   t = cfg.train
+  if (objective is None) != (t.objective == 'xent'):
+    raise ValueError(f'train.objective={t.objective!r} needs objective=objectives.build(cfg, tgt_vocab) exactly '
+                     f'when it is not xent')
   rng, dropout_rng, sample_rng = jax.random.split(state.rng, 3)
+  data = {key: value for key, value in batch.items() if key != 'stop'}
+  sources = None
+  if objective is not None:  # keys per global row (before the per-device folds below): see objectives.row_keys
+    data['row_keys'] = objectives.row_keys(jax.random.fold_in(sample_rng, 1), batch['src'].shape[0], axis_name)
+    sources = _psum((batch['weights'].max(-1) > 0).sum(), axis_name)
   if axis_name:  # different dropout masks on different devices
     dropout_rng = jax.random.fold_in(dropout_rng, jax.lax.axis_index(axis_name))
     sample_rng = jax.random.fold_in(sample_rng, jax.lax.axis_index(axis_name))
@@ -153,12 +181,11 @@ def train_step(state: TrainState, batch: dict, lr_scale=1.0, *, model, cfg, axis
   guided_pairs = None
   if t.guided_loss > 0:  # the number of real (source position, target step) pairs, over all devices
     guided_pairs = _psum((batch['weights'].sum(-1) * batch['src_len']).sum(), axis_name)
-  data = {key: value for key, value in batch.items() if key != 'stop'}
-  args = (state.params, data, tokens, guided_pairs, dropout_rng, sample_rng, state.step)
+  args = (state.params, data, tokens, guided_pairs, sources, dropout_rng, sample_rng, state.step)
   if t.accumulate > 1:
-    grads, loss_sum, counts, aux = _accumulated(*args, model=model, t=t)
+    grads, loss_sum, counts, aux = _accumulated(*args, model=model, t=t, objective=objective)
   else:
-    grads, (loss_sum, logits, aux) = _gradients(*args, model=model, t=t)
+    grads, (loss_sum, logits, aux) = _gradients(*args, model=model, t=t, objective=objective)
     counts = losses.token_counts(logits, batch['tgt_out'], batch['weights'])
   if axis_name and reduce_grads:
     grads = jax.lax.psum(grads, axis_name)
@@ -171,6 +198,8 @@ def train_step(state: TrainState, batch: dict, lr_scale=1.0, *, model, cfg, axis
   grad_norm = optax.tree.norm(grads)
   loss_sum = _psum(loss_sum, axis_name)
   finite = jnp.isfinite(loss_sum) & jnp.isfinite(grad_norm)
+  if objective is not None:
+    finite = finite & jnp.isfinite(_psum(aux['sequence_loss_sum'], axis_name))
   keep = functools.partial(jax.tree.map, lambda new, old: jnp.where(finite, new, old))
   new_state = TrainState(step=state.step + 1, params=keep(params, state.params),
                          opt_state=keep(opt_state, state.opt_state), rng=rng)
@@ -180,7 +209,8 @@ def train_step(state: TrainState, batch: dict, lr_scale=1.0, *, model, cfg, axis
              'nonfinite': (~finite).astype(jnp.int32),
              'src_tokens': _psum(((batch['src_len'] - 1) * real_B).sum(), axis_name),  # without EOS
              'tf_ratio': teacher_forcing_ratio(t, state.step), 'lr': lr, **counts}
-  for key, value in aux.items():  # sums over all devices' tokens (coverage) or real (n, t) pairs (guided)
+  # sums over all devices' tokens (coverage), real (n, t) pairs (guided), sources or candidates (objectives)
+  for key, value in aux.items():
     metrics[key] = jnp.where(finite, _psum(value, axis_name), 0.0)
   if t.guided_loss > 0:
     metrics.update(guided_pairs=guided_pairs, guided_weight=guided_weight(t, state.step))

@@ -25,8 +25,8 @@ from seq2seq_jax.errors import (CheckpointDamaged, CheckpointError, DataError, I
                                 TrainingError, WorkdirError)
 from seq2seq_jax.evaluation import curves, evaluate, plotting
 from seq2seq_jax.model import seq2seq
-from seq2seq_jax.runs import checkpoint, lock as lock_lib, workdir as workdir_lib
-from seq2seq_jax.training import distributed, parallel, signals, steps, stopping, writers
+from seq2seq_jax.runs import checkpoint, lock as lock_lib, parent as parent_lib, workdir as workdir_lib
+from seq2seq_jax.training import distributed, objectives, parallel, signals, steps, stopping, writers
 from seq2seq_jax.training.progress import Progress
 
 # Keys that may differ when the same workdir is trained again (e.g. to train for longer).
@@ -98,8 +98,9 @@ def _check_vocabs(ckpt, step: int, vocabs: dict, workdir: str) -> None:
 
 
 def restore_or_init(cfg, workdir: str, model, ckpt, examples, vocabs: dict, log):
-  """The newest checkpoint of `workdir` whose checksums verify, or a fresh state; returns (state, data_state,
-  start step, the checkpoint's meta item or None).
+  """The newest checkpoint of `workdir` whose checksums verify, or a fresh state (with train.init_from: the
+  parent's parameters and a fresh optimizer); returns (state, data_state, start step, the checkpoint's meta item
+  or None, the parent {'dir', 'step'} when the state was started from one, else None).
 
   A damaged newer checkpoint is moved aside to N.damaged (by process 0) with a one-line warning, never deleted.
   A checkpoint that does not fit the config or vocabulary is an error, and nothing in the workdir changes.
@@ -125,10 +126,15 @@ def restore_or_init(cfg, workdir: str, model, ckpt, examples, vocabs: dict, log)
   if found is None:
     if damaged:
       log('no checkpoint verifies: training starts from step 0')
-    return init(), None, 0, None
+    if not cfg.train.init_from:
+      return init(), None, 0, None, None
+    params, parent = parent_lib.load(cfg, like.params)
+    log(f'starting from the parameters of {parent["dir"]} at step {parent["step"]} (a fresh optimizer)')
+    return (steps.init_state(model, cfg, jax.random.PRNGKey(cfg.seed), examples.batch(np.arange(1)), params),
+            None, 0, None, parent)
   out = found[1]
   log(f'resuming from the checkpoint at step {start} in {ckpt.directory}')
-  return steps.join(out['params'], out['train']), out['data'], start, out['meta']
+  return steps.join(out['params'], out['train']), out['data'], start, out['meta'], None
 
 
 def _on_process_0(workdir: str, fn):
@@ -172,8 +178,13 @@ def train(cfg, workdir: str, log=print) -> dict:
   check_same_run(workdir, cfg)
   devices = jax.devices()
   config_lib.validate(cfg, num_devices=len(devices))
+  from_parent = cfg.train.init_from and not checkpoint.saved_steps(workdir)  # (a resumed run needs it no longer)
+  if from_parent:
+    parent_lib.check_model(cfg)
   examples, validation_pairs, src_vocab, tgt_vocab = prepare_data(cfg, workdir, log)
   parallel.batch_rows(cfg, examples)  # a token budget too small for a length bucket fails here
+  if from_parent:
+    parent_lib.check_vocabs(cfg, vocab_meta(src_vocab, tgt_vocab))
   model = seq2seq.build(cfg.model, len(src_vocab), len(tgt_vocab), cfg.data.shared_vocab)
   created, done = not os.path.isdir(workdir), False
   lock = _take_lock(workdir, log)
@@ -206,12 +217,12 @@ def _train(cfg, workdir: str, model, examples, validation_pairs, src_vocab, tgt_
   try:
     if first:
       ckpt.remove_leftovers()
-    state, data_state, start, meta = restore_or_init(cfg, workdir, model, ckpt, examples, vocabs, log)
+    state, data_state, start, meta, parent = restore_or_init(cfg, workdir, model, ckpt, examples, vocabs, log)
     if first:  # one writer; the other processes read the same data and build the same vocab
       if start == 0:
         workdir_lib.save_vocabs(workdir, src_vocab, tgt_vocab)
         workdir_lib.save_config(workdir, cfg)
-      workdir_lib.record_run_info(workdir, start, warn=log)
+      workdir_lib.record_run_info(workdir, start, warn=log, parent=parent)
       later, damaged = writers.keep_rows_until(workdir_lib.path(workdir, 'metrics.jsonl'), start)
       if later:
         log(f'metrics.jsonl: {later} row(s) logged after step {start} are dropped and will be logged again')
@@ -271,7 +282,7 @@ def _loop(cfg, workdir, model, state, start, meta, data_iter, validation_pairs, 
   """
   t, first, multi = cfg.train, jax.process_index() == 0, jax.process_count() > 1
   metric_name, mode = config_lib.task_metric(cfg)
-  dp = parallel.DataParallel(model, cfg)
+  dp = parallel.DataParallel(model, cfg, objective=objectives.build(cfg, tgt_vocab))
   state = dp.replicate(state)
   progress = Progress(t.num_steps, start, enabled=first)
   pending, clock, last_eval, eval_step, previous = [], time.perf_counter(), {}, None, None
@@ -391,9 +402,18 @@ def _log_train(host: list, step: int, seconds: float, on_nonfinite: str) -> dict
 
 
 def _aux_losses(host: list) -> dict:
-  """The auxiliary attention losses of one log interval (those the run has): coverage per target token, guided
-  per real (source, target) pair, and the guided loss's weight at the last step."""
+  """The auxiliary losses of one log interval (those the run has): coverage per target token, guided per real
+  (source, target) pair, and the guided loss's weight at the last step; a sequence-level objective's loss per
+  source (mrt: the risk), its candidates' mean cost, their number per source (after removing duplicates) and the
+  baseline's mean cost (scst)."""
   out = {}
+  total = lambda key: float(sum(m[key] for m in host))
+  if 'sequence_loss_sum' in host[-1]:
+    sources, candidates = max(total('sequences'), 1.0), max(total('candidates'), 1.0)
+    out.update(sequence_loss=total('sequence_loss_sum') / sources,
+               candidate_cost=total('candidate_cost_sum') / candidates, candidates_per_source=candidates / sources)
+    if 'baseline_cost_sum' in host[-1]:
+      out['baseline_cost'] = total('baseline_cost_sum') / sources
   if 'coverage_loss_sum' in host[-1]:
     out['coverage_loss'] = (float(sum(m['coverage_loss_sum'] for m in host))
                             / max(float(sum(m['tokens'] for m in host)), 1.0))
