@@ -7,17 +7,14 @@ import os
 import signal
 import types
 
-import jax
-import numpy as np
 import pytest
 
 from seq2seq_jax import config
 from seq2seq_jax.errors import ConfigError, Interrupted
-from seq2seq_jax.model import seq2seq
-from seq2seq_jax.runs import checkpoint, workdir as workdir_lib
+from seq2seq_jax.runs import checkpoint
 from seq2seq_jax.tools import experiments
 from seq2seq_jax.training import steps, stopping, train
-from tests.cli_helpers import one_error_line, run_main
+from tests.cli_helpers import one_error_line, restore_target, run_main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # A tiny model whose validation exact match stays at 0 for these few steps: the first evaluation is the best,
@@ -169,7 +166,7 @@ def test_a_checkpoint_without_the_tracker_resumes_with_the_defaults(tmp_path, ca
   train.train(_cfg('train.num_steps=9', 'train.checkpoint_every=9'), workdir, log=lambda m: None)
   ckpt = checkpoint.Checkpointer(workdir)
   try:
-    saved = ckpt.restore(9, *_like(workdir))
+    saved = ckpt.restore(9, *restore_target(workdir))
     meta = {k: v for k, v in saved['meta'].items() if k != 'tracker'}
     ckpt.delete(9)
     ckpt.save(9, saved['params'], saved['train'], saved['data'], meta)
@@ -181,17 +178,6 @@ def test_a_checkpoint_without_the_tracker_resumes_with_the_defaults(tmp_path, ca
   assert code == 0, err
   # Evaluations at 3, 6, 9 before; after the resume 12 and 15 are the 1st and 2nd without improvement.
   assert 'step 15: early stopping: no better exact_match than 0 (step 3) in 2 evaluations' in err, err
-
-
-def _like(workdir):
-  """The parameter and train-state structures of the workdir's run (what a restore reads into)."""
-  cfg = workdir_lib.load_config(workdir)
-  src_vocab, tgt_vocab = workdir_lib.load_vocabs(workdir)
-  model = seq2seq.build(cfg.model, len(src_vocab), len(tgt_vocab))
-  ids = np.full((1, 4), 4, np.int32)
-  batch = {'src': ids, 'src_len': np.array([4], np.int32), 'tgt_in': ids}
-  state = jax.eval_shape(lambda: steps.init_state(model, cfg, jax.random.PRNGKey(0), batch))
-  return state.params, steps.train_part(state)
 
 
 @pytest.mark.parametrize('override, message', [

@@ -17,18 +17,15 @@ import subprocess
 import sys
 import time
 
-import jax
-import numpy as np
 import pytest
 
 from seq2seq_jax import config
 from seq2seq_jax.decoding.predictor import Predictor
 from seq2seq_jax.errors import CheckpointDamaged
-from seq2seq_jax.model import seq2seq
-from seq2seq_jax.runs import checkpoint, integrity, workdir as workdir_lib
+from seq2seq_jax.runs import checkpoint, integrity
 from seq2seq_jax.tools import experiments
-from seq2seq_jax.training import steps, train
-from tests.cli_helpers import one_error_line, run_main
+from seq2seq_jax.training import train
+from tests.cli_helpers import one_error_line, restore_target, run_main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ['data.task=reverse', 'data.min_len=5', 'data.max_len=5', 'data.num_train=300', 'data.num_eval=16',
@@ -80,17 +77,6 @@ def _largest_file(folder):
   return max(files, key=os.path.getsize)
 
 
-def _like(workdir):
-  """The parameter and train-state structures of the workdir's run (what a restore reads into)."""
-  cfg = workdir_lib.load_config(workdir)
-  src_vocab, tgt_vocab = workdir_lib.load_vocabs(workdir)
-  model = seq2seq.build(cfg.model, len(src_vocab), len(tgt_vocab))
-  ids = np.full((1, 4), 4, np.int32)
-  batch = {'src': ids, 'src_len': np.array([4], np.int32), 'tgt_in': ids}
-  state = jax.eval_shape(lambda: steps.init_state(model, cfg, jax.random.PRNGKey(0), batch))
-  return state.params, steps.train_part(state)
-
-
 def _restored(out):  # what a restore gave, comparable with ==
   return {k: integrity.array_checksums(v) if k in ('params', 'train') else v for k, v in out.items()}
 
@@ -99,7 +85,7 @@ def test_flipped_cut_or_deleted_bytes_never_load_silently(reference, tmp_path):
   """60 random changes to one file of a saved step (a flipped byte, a cut, a deletion; the file uniform over the
   step's files, so metadata is hit as often as data): every restore, for inference and for training, raises
   CheckpointDamaged or reads exactly the saved values."""
-  like_params, like_train = _like(reference)
+  like_params, like_train = restore_target(reference)
   step = _steps(reference)[-1]
   source = os.path.join(reference, 'checkpoints', str(step))
   ckpt = checkpoint.Checkpointer(reference, read_only=True)
