@@ -68,8 +68,8 @@ class BagOfWords(nn.Module):
   vocab: int
 
   @nn.compact
-  def __call__(self, src, src_len, tgt_in, train=False, tf_ratio=1.0, sample=False):
-    del src_len, train, tf_ratio, sample
+  def __call__(self, src, src_len, tgt_in, train=False, tf_ratio=1.0, sample=False, src_ext_BxS=None):
+    del src_len, train, tf_ratio, sample, src_ext_BxS
     embed = nn.Embed(self.vocab, 8)
     return nn.Dense(self.vocab)(embed(tgt_in) + embed(src).mean(1, keepdims=True)), None
 

@@ -41,8 +41,8 @@ def test_a_fresh_run_starts_from_the_parents_parameters_with_a_fresh_optimizer(p
   model, examples = open_run(parent).model, train.prepare_data(cfg, str(tmp_path), lambda m: None)[0]
   ckpt = checkpoint.Checkpointer(str(tmp_path / 'child'))
   try:
-    state, data_state, start, origin = train.restore_or_init(cfg, str(tmp_path / 'child'), model, ckpt, examples,
-                                                             {}, lambda m: None)
+    state, data_state, start, _, origin = train.restore_or_init(cfg, str(tmp_path / 'child'), model, ckpt, examples,
+                                                                {}, lambda m: None)
   finally:
     ckpt.close()
   assert start == 0 and data_state is None and origin == {'dir': os.path.abspath(parent), 'step': 2}
