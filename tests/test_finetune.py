@@ -41,11 +41,11 @@ def test_a_fresh_run_starts_from_the_parents_parameters_with_a_fresh_optimizer(p
   model, examples = open_run(parent).model, train.prepare_data(cfg, str(tmp_path), lambda m: None)[0]
   ckpt = checkpoint.Checkpointer(str(tmp_path / 'child'))
   try:
-    state, data_state, start, origin = train.restore_or_init(cfg, str(tmp_path / 'child'), model, ckpt, examples,
-                                                             {}, lambda m: None)
+    state, data_state, start, meta, origin = train.restore_or_init(cfg, str(tmp_path / 'child'), model, ckpt,
+                                                                   examples, {}, lambda m: None)
   finally:
     ckpt.close()
-  assert start == 0 and data_state is None and origin == {'dir': os.path.abspath(parent), 'step': 2}
+  assert start == 0 and data_state is None and meta is None and origin == {'dir': os.path.abspath(parent), 'step': 2}
   assert checkpoint.fingerprint(state.params) == experiments.info(parent, '2')['fingerprint']
   fresh = steps.init_state(model, cfg, jax.random.PRNGKey(cfg.seed), examples.batch(np.arange(1)))
   assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves((state.opt_state, state.rng, state.step)),
