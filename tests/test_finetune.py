@@ -85,8 +85,8 @@ def test_mrt_fine_tune_names_its_parent_and_resumes_bitwise(parent, tmp_path):
 @pytest.mark.parametrize('extra, message', [
     (['model.decoder_size=32'], 'that run has another model: model.decoder_size=16 there, 32 here'),
     (['model.cell=lstm'], "that run has another model: model.cell='gru' there, 'lstm' here"),
-    (['data.alphabet_size=10'], 'that run has another target vocabulary'),
-    (['train.init_step=5'], 'no checkpoint at step 5'),
+    (['data.alphabet_size=10'], 'that run has another source vocabulary'),
+    (['train.init_step=5'], "no checkpoint at step '5'; saved steps: 2, 4"),
 ])
 def test_a_parent_that_does_not_fit_is_one_line_and_nothing_is_created(parent, tmp_path, capsys, extra, message):
   workdir = tmp_path / 'child'
