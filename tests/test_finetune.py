@@ -41,11 +41,11 @@ def test_a_fresh_run_starts_from_the_parents_parameters_with_a_fresh_optimizer(p
   model, examples = open_run(parent).model, train.prepare_data(cfg, str(tmp_path), lambda m: None)[0]
   ckpt = checkpoint.Checkpointer(str(tmp_path / 'child'))
   try:
-    state, data_state, start, _, origin = train.restore_or_init(cfg, str(tmp_path / 'child'), model, ckpt, examples,
-                                                                {}, lambda m: None)
+    state, data_state, start, meta, origin = train.restore_or_init(cfg, str(tmp_path / 'child'), model, ckpt,
+                                                                   examples, {}, lambda m: None)
   finally:
     ckpt.close()
-  assert start == 0 and data_state is None and origin == {'dir': os.path.abspath(parent), 'step': 2}
+  assert start == 0 and data_state is None and meta is None and origin == {'dir': os.path.abspath(parent), 'step': 2}
   assert checkpoint.fingerprint(state.params) == experiments.info(parent, '2')['fingerprint']
   fresh = steps.init_state(model, cfg, jax.random.PRNGKey(cfg.seed), examples.batch(np.arange(1)))
   assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves((state.opt_state, state.rng, state.step)),
@@ -86,7 +86,7 @@ def test_mrt_fine_tune_names_its_parent_and_resumes_bitwise(parent, tmp_path):
     (['model.decoder_size=32'], 'that run has another model: model.decoder_size=16 there, 32 here'),
     (['model.cell=lstm'], "that run has another model: model.cell='gru' there, 'lstm' here"),
     (['data.alphabet_size=10'], 'that run has another source vocabulary'),
-    (['train.init_step=5'], "no checkpoint at step '5'"),
+    (['train.init_step=5'], "no checkpoint at step '5'; saved steps: 2, 4"),
 ])
 def test_a_parent_that_does_not_fit_is_one_line_and_nothing_is_created(parent, tmp_path, capsys, extra, message):
   workdir = tmp_path / 'child'

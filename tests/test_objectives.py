@@ -51,18 +51,20 @@ def _params(model, seed=0):
 
 
 def slow_logps(model, params, src_BxS, src_len_B, tokens_BxKxL, lengths_BxK):
-  """log p(tokens[:length] EOS | src) (B, K) by calling the decoder's step function once per token, in a Python
-  loop (no scan, no teacher-forced pass)."""
+  """log p(tokens[:length] EOS | src) (B, K) by feeding the tokens one by one to the decoders' step function (the
+  inference path of decoding/fns.py, not the model's teacher-forced pass)."""
   fns = ModelFns(model)
 
   def one(src_S, src_len, tokens_L, length):
     carry, memory = fns.encode(params, src_S[None], src_len[None])
-    y, total = jnp.array([BOS]), 0.0
-    for t in range(tokens_L.shape[0]):
+
+    def feed(state, t):
+      carry, y = state
       carry, logp_1xV, _ = fns.step(params, carry, y, memory)
-      total = total + jnp.where(t <= length, logp_1xV[0, tokens_L[t]], 0.0)
-      y = tokens_L[t][None]
-    return total
+      return (carry, tokens_L[t][None]), jnp.where(t <= length, logp_1xV[0, tokens_L[t]], 0.0)
+
+    _, logp_L = jax.lax.scan(feed, (carry, jnp.array([BOS])), jnp.arange(tokens_L.shape[0]))
+    return logp_L.sum()
 
   k = tokens_BxKxL.shape[1]
   rep = lambda x: jnp.repeat(jnp.asarray(x), k, axis=0)
@@ -88,11 +90,13 @@ def test_mrt_risk_and_its_gradient_against_numpy():
   cost = rng.random((64, 5)).astype(np.float32)
   valid = rng.random((64, 5)) < 0.7
   valid[:, 0] = True
+  risk_and_grad = jax.jit(lambda lp, alpha: (objectives.mrt_risk(lp, cost, valid, alpha),
+                                              jax.grad(lambda x: objectives.mrt_risk(x, cost, valid, alpha).sum())(lp)))
   for alpha in (0.005, 0.5, 1.0, 3.0):
     want, q = numpy_risk(logp, cost, valid, alpha)
-    np.testing.assert_allclose(objectives.mrt_risk(logp, cost, valid, alpha), want, rtol=1e-5, atol=1e-6)
+    risk, grad = risk_and_grad(logp, alpha)
+    np.testing.assert_allclose(risk, want, rtol=1e-5, atol=1e-6)
     # ∂risk/∂log p(y) = α Q(y) (Δ(y) − risk) on valid candidates, 0 on the others; and by finite differences.
-    grad = jax.grad(lambda lp: objectives.mrt_risk(lp, cost, valid, alpha).sum())(logp)
     np.testing.assert_allclose(grad, alpha * q * (cost - want[:, None]), rtol=1e-4, atol=1e-6)
     eps, k = 1e-4, (3, 2)
     bumped = np.float64(logp)
@@ -127,23 +131,19 @@ def test_mrt_loss_and_gradient_on_a_tiny_model_against_a_step_by_step_reference(
   np.testing.assert_allclose(cands["cost"][0], [0.0, 0.0, 2 / 3, 0.0], atol=1e-6)  # [4]: 2 edits from [7, 6, 4]
   assert cands['valid'][0].tolist() == [True, True, True, False]
 
-  @jax.jit
   def reference(params):  # the risk by the formula, log p by stepping the decoder; the two real sources only
     logp_BxK = slow_logps(model, params, batch['src'][:2], batch['src_len'][:2], cands['tokens'][:2],
                           cands['lengths'][:2])
     scores_BxK = jnp.where(cands['valid'][:2], 0.7 * logp_BxK, -jnp.inf)
-    return (jax.nn.softmax(scores_BxK) * jnp.where(cands['valid'][:2], cands['cost'][:2], 0.0)).sum()
+    return (jax.nn.softmax(scores_BxK) * jnp.where(cands['valid'][:2], cands['cost'][:2], 0.0)).sum(), logp_BxK
 
-  total, aux = jax.jit(lambda p: objectives.loss(obj, model, p, batch, cands))(params)
-  logp = np.asarray(slow_logps(model, params, batch['src'][:2], batch['src_len'][:2], cands['tokens'][:2],
-                               cands['lengths'][:2]))
-  want = numpy_risk(logp, cands['cost'][:2], cands['valid'][:2], 0.7)[0].sum()
-  np.testing.assert_allclose(total, want, rtol=1e-5)
-  np.testing.assert_allclose(total, reference(params), rtol=1e-5)
+  loss = lambda p: objectives.loss(obj, model, p, batch, cands)
+  (total, aux), got = jax.jit(jax.value_and_grad(loss, has_aux=True))(params)
+  (risk, logp), want = jax.jit(jax.value_and_grad(reference, has_aux=True))(params)
+  np.testing.assert_allclose(total, numpy_risk(logp, cands['cost'][:2], cands['valid'][:2], 0.7)[0].sum(), rtol=1e-5)
+  np.testing.assert_allclose(total, risk, rtol=1e-5)
   assert float(aux['candidates']) == 7  # 3 + 4 distinct; the filler row not counted
   np.testing.assert_allclose(aux['candidate_cost_sum'], cands['cost'][0, :3].sum() + cands['cost'][1].sum(), rtol=1e-6)
-  got = jax.jit(jax.grad(lambda p: objectives.loss(obj, model, p, batch, cands)[0]))(params)
-  want = jax.jit(jax.grad(reference))(params)
   for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
     np.testing.assert_allclose(g, w, rtol=2e-4, atol=1e-6)
   assert max(float(jnp.abs(g).max()) for g in jax.tree.leaves(got)) > 1e-4
