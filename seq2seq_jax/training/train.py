@@ -259,7 +259,7 @@ def _describe_batches(cfg) -> str:
           else f'{d.batch_size} examples')
   if k == 1:
     return f'{size} per step'
-  return f"each step (one optimizer update) sums the gradients of {k} micro-batches of {size}"
+  return f'each step (one optimizer update) sums the gradients of {k} micro-batches of {size}'
 
 
 def _plot_metrics(workdir: str, log) -> None:
