@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 WORKDIR ?= workdirs/g2p
 CONFIG ?= configs/g2p_cmudict.py
 
-# XLA:CPU allocates every step's buffers afresh: 2 MiB pages spare most page faults (see cli.use_huge_pages)
+# XLA:CPU allocates every step's buffers afresh: 2 MiB pages spare most page faults (see process.use_huge_pages)
 export GLIBC_TUNABLES ?= glibc.malloc.hugetlb=1
 
 .PHONY: train test clean

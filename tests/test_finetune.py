@@ -12,7 +12,7 @@ import pytest
 from seq2seq_jax import config
 from seq2seq_jax.runs import checkpoint, open_run
 from seq2seq_jax.tools import experiments
-from seq2seq_jax.training import steps, train
+from seq2seq_jax.training import setup, steps, train
 from tests.cli_helpers import one_error_line, run_main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -38,10 +38,10 @@ def parent(tmp_path_factory):
 
 def test_a_fresh_run_starts_from_the_parents_parameters_with_a_fresh_optimizer(parent, tmp_path):
   cfg = _cfg(f'train.init_from={parent}', 'train.init_step=2')
-  model, examples = open_run(parent).model, train.prepare_data(cfg, str(tmp_path), lambda m: None)[0]
+  model, examples = open_run(parent).model, setup.prepare_data(cfg, str(tmp_path), lambda m: None)[0]
   ckpt = checkpoint.Checkpointer(str(tmp_path / 'child'))
   try:
-    state, data_state, start, meta, origin = train.restore_or_init(cfg, str(tmp_path / 'child'), model, ckpt,
+    state, data_state, start, meta, origin = setup.restore_or_init(cfg, str(tmp_path / 'child'), model, ckpt,
                                                                    examples, {}, lambda m: None)
   finally:
     ckpt.close()

@@ -10,7 +10,7 @@ PACKAGE = pathlib.Path(__file__).resolve().parent.parent / 'seq2seq_jax'
 
 # Each unit (a folder, or a top-level module) and its layer; a unit may import its own modules and units of
 # lower layers only (not those of its own layer).
-LAYERS = {'errors': 0, '__init__': 0, 'data': 1, 'model': 1, 'config': 2, 'runs': 3, 'decoding': 4,
+LAYERS = {'errors': 0, 'process': 0, '__init__': 0, 'data': 1, 'model': 1, 'config': 2, 'runs': 3, 'decoding': 4,
           'evaluation': 5, 'training': 6, 'tools': 7, 'cli': 8, '__main__': 9}
 
 

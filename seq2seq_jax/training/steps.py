@@ -90,7 +90,7 @@ def _psum(x, axis_name):
 
 
 def _gradients(params, batch: dict, tokens, guided_pairs, sources, dropout_rng, sample_rng, step, *, model, t,
-               objective):
+               objective, smoothing_vocab):
   """The gradient of `batch`'s loss, its cross-entropy sum divided by `tokens` (a sequence objective's sum by
   `sources`, the attention losses by their normalisers): the totals over everything one update covers (all
   devices, all micro-batches), so that the gradients of several parts of a batch add up to the gradient of the
@@ -105,7 +105,7 @@ def _gradients(params, batch: dict, tokens, guided_pairs, sources, dropout_rng, 
                                tf_ratio=teacher_forcing_ratio(t, step), sample=uses_sampling(t),
                                src_ext_BxS=batch.get('src_ext'), rngs={'dropout': dropout_rng, 'sampling': sample_rng})
     loss_sum, _ = losses.cross_entropy(logits, batch['tgt_out'], batch['weights'], t.label_smoothing,
-                                       model.c.tgt_vocab if model.c.copy else None)
+                                       smoothing_vocab)
     loss, aux = loss_sum / jnp.maximum(tokens, 1.0), {}
     if objective is not None:
       seq_sum, aux = objectives.loss(objective, model, params, batch, cands, jax.random.fold_in(dropout_rng, 1))
@@ -126,7 +126,7 @@ def _gradients(params, batch: dict, tokens, guided_pairs, sources, dropout_rng, 
 
 
 def _accumulated(params, batch: dict, tokens, guided_pairs, sources, dropout_rng, sample_rng, step, *, model, t,
-                 objective):
+                 objective, smoothing_vocab):
   """`_gradients` summed over t.accumulate micro-batches (consecutive rows of `batch`), one after the other in a
   scan, so that only one micro-batch's activations are alive at a time. Each micro-batch draws its own dropout
   and sampling keys. Returns (grads, loss_sum, token counts, auxiliary loss sums)."""
@@ -136,7 +136,8 @@ def _accumulated(params, batch: dict, tokens, guided_pairs, sources, dropout_rng
   def one(i, part):
     grads, (loss_sum, logits, aux) = _gradients(
         params, part, tokens, guided_pairs, sources, jax.random.fold_in(dropout_rng, i),
-        jax.random.fold_in(sample_rng, i), step, model=model, t=t, objective=objective)
+        jax.random.fold_in(sample_rng, i), step, model=model, t=t, objective=objective,
+        smoothing_vocab=smoothing_vocab)
     return grads, loss_sum, losses.token_counts(logits, part['tgt_out'], part['weights']), aux
 
   def add(total, i_part):
@@ -182,10 +183,12 @@ def train_step(state: TrainState, batch: dict, lr_scale=1.0, *, model, cfg, obje
   if t.guided_loss > 0:  # the number of real (source position, target step) pairs, over all devices
     guided_pairs = _psum((batch['weights'].sum(-1) * batch['src_len']).sum(), axis_name)
   args = (state.params, data, tokens, guided_pairs, sources, dropout_rng, sample_rng, state.step)
+  # Label smoothing spreads over the target vocabulary only, not over a copy model's extended source ids.
+  kwargs = dict(model=model, t=t, objective=objective, smoothing_vocab=model.c.tgt_vocab if cfg.model.copy else None)
   if t.accumulate > 1:
-    grads, loss_sum, counts, aux = _accumulated(*args, model=model, t=t, objective=objective)
+    grads, loss_sum, counts, aux = _accumulated(*args, **kwargs)
   else:
-    grads, (loss_sum, logits, aux) = _gradients(*args, model=model, t=t, objective=objective)
+    grads, (loss_sum, logits, aux) = _gradients(*args, **kwargs)
     counts = losses.token_counts(logits, batch['tgt_out'], batch['weights'])
   if axis_name and reduce_grads:
     grads = jax.lax.psum(grads, axis_name)
