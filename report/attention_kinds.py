@@ -9,8 +9,8 @@ For each variant it runs, with this Python (`python -m seq2seq_jax ...`; every c
   decode-speed  --split test --beam 5            beam-5 PER/WER and words/s
   eval          --split test --beam 5 --coverage-penalty CP   (skipped with ATTN_COVERAGE_PENALTY=0)
   plot-attention WORD                            the greedy attention of one fixed test word, copied to FIGURES/NAME.png
-and prints one Markdown table. Training tokens/s is the median of the run's logged intervals (metrics.jsonl);
-train time is the wall time of the `train` command when it ran in one go.
+and prints one Markdown table. Training tokens/s is the median of the run's logged intervals (metrics.jsonl),
+train time their sum (the time in training steps, also when a run was resumed).
 
 Resumable: each result is a file under ROOT/attn-NAME/report/, and a step whose file exists is skipped; `train` is
 skipped when report/train.json records the same arguments (a killed run resumes from its last checkpoint).
@@ -26,16 +26,13 @@ Environment:
   ATTN_FIGURES             where the PNGs are copied (default report/attention)
 """
 
-import json
 import os
 import shlex
 import shutil
-import statistics
-import subprocess
 import sys
-import time
 
-ROOT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from common import ROOT_DIR, cli, command, minutes, per_wer, result, train, training_speed
+
 CONFIG = 'configs/g2p_cmudict.py'
 
 # name -> (what it is, its overrides of the G2P config)
@@ -51,71 +48,26 @@ VARIANTS = {
 }
 
 
-def log(message: str) -> None:
-  print(message, file=sys.stderr, flush=True)
-
-
-def cli(*args: str, output: str | None = None) -> float:
-  """Runs `python -m seq2seq_jax ARGS` in the repository root; stdout goes to `output` (atomically). Returns the
-  wall time in seconds."""
-  command = [sys.executable, '-m', 'seq2seq_jax', *args]
-  log('+ ' + shlex.join(['python', '-m', 'seq2seq_jax', *args]))
-  start = time.perf_counter()
-  result = subprocess.run(command, cwd=ROOT_DIR, stdout=subprocess.PIPE, text=True, check=False)
-  seconds = time.perf_counter() - start
-  if result.returncode:
-    sys.exit(f'failed ({result.returncode}): {shlex.join(command)}')
-  if output:
-    with open(output + '.tmp', 'w', encoding='utf-8') as f:
-      f.write(result.stdout)
-    os.replace(output + '.tmp', output)
-  return seconds
-
-
-def last_json(path: str) -> dict:
-  with open(path, encoding='utf-8') as f:
-    return json.loads(f.read().strip().splitlines()[-1])
-
-
 def run_variant(name: str, overrides: list[str], root: str, extra: list[str], word: str, penalty: float,
                 figures: str) -> dict:
   workdir = os.path.join(root, f'attn-{name}')  # as the commands see it (they run in the repository root)
-  report = os.path.join(ROOT_DIR, workdir, 'report')
-  train_args = ['train', '--config', CONFIG, '--workdir', workdir, *overrides, *extra]
-  marker = os.path.join(report, 'train.json')
-  done = os.path.isfile(marker) and last_json(marker)['args'] == train_args
-  if not done:
-    if os.path.isdir(report):  # results of other training arguments
-      shutil.rmtree(report)
-    seconds = cli(*train_args)
-    os.makedirs(report, exist_ok=True)
-    with open(marker, 'w', encoding='utf-8') as f:
-      json.dump({'args': train_args, 'seconds': seconds}, f)
-
-  def step(filename: str, *args: str) -> dict:
-    path = os.path.join(report, filename)
-    if not os.path.isfile(path):
-      cli(*args, output=path)
-    return last_json(path)
-
-  out = {'train': last_json(marker),
-         'greedy': step('eval_greedy.json', 'eval', '--workdir', workdir, '--split', 'test'),
-         'speed_greedy': step('speed_greedy.json', 'decode-speed', '--workdir', workdir, '--split', 'test'),
-         'speed_beam5': step('speed_beam5.json', 'decode-speed', '--workdir', workdir, '--split', 'test',
-                             '--beam', '5')}
+  out = {'train': train(workdir, ['train', '--config', CONFIG, '--workdir', workdir, *overrides, *extra]),
+         'greedy': result(workdir, 'eval_greedy.json', 'eval', '--workdir', workdir, '--split', 'test'),
+         'speed_greedy': result(workdir, 'speed_greedy.json', 'decode-speed', '--workdir', workdir, '--split',
+                                'test'),
+         'speed_beam5': result(workdir, 'speed_beam5.json', 'decode-speed', '--workdir', workdir, '--split',
+                               'test', '--beam', '5')}
   if penalty:
-    out['beam5_cp'] = step(f'eval_beam5_cp{penalty:g}.json', 'eval', '--workdir', workdir, '--split', 'test',
-                           '--beam', '5', '--coverage-penalty', f'{penalty:g}')
-  png = os.path.join(report, f'attention-{word}.png')
+    out['beam5_cp'] = result(workdir, f'eval_beam5_cp{penalty:g}.json', 'eval', '--workdir', workdir, '--split',
+                             'test', '--beam', '5', '--coverage-penalty', f'{penalty:g}')
+  png = os.path.join(ROOT_DIR, workdir, 'report', f'attention-{word}.png')
   if not os.path.isfile(png):
     cli('plot-attention', '--workdir', workdir, '--output', os.path.join(workdir, 'report', f'attention-{word}.png'),
         word)
   os.makedirs(figures, exist_ok=True)
   shutil.copyfile(png, os.path.join(figures, f'{name}.png'))
   out['png'] = os.path.relpath(os.path.join(figures, f'{name}.png'), ROOT_DIR)  # as the README links it
-  with open(os.path.join(ROOT_DIR, workdir, 'metrics.jsonl'), encoding='utf-8') as f:
-    rates = [row['tokens_per_s'] for row in map(json.loads, f) if row.get('kind') == 'train']
-  out['tokens_per_s'] = statistics.median(rates) if rates else float('nan')
+  out['tokens_per_s'], out['train_seconds'] = training_speed(workdir)
   return out
 
 
@@ -126,14 +78,13 @@ def table(results: dict, penalty: float, word: str) -> str:
            '|---|---|---|' + ('---|' if penalty else '') + '---|---|---|---|---|']
   for name, r in results.items():
     g, b = r['greedy'], r['speed_beam5']
-    cells = [VARIANTS[name][0], f'{g["per"]:.2f} / {g["wer"]:.2f}', f'{b["per"]:.2f} / {b["wer"]:.2f}']
+    cells = [VARIANTS[name][0], per_wer(g), per_wer(b)]
     if penalty:
-      cells.append(f'{r["beam5_cp"]["per"]:.2f} / {r["beam5_cp"]["wer"]:.2f}')
-    minutes, seconds = divmod(round(r['train']['seconds']), 60)
-    cells += [f'{r["tokens_per_s"]:,.0f}', f'{minutes} min {seconds:02d} s',
+      cells.append(per_wer(r['beam5_cp']))
+    cells += [f'{r["tokens_per_s"]:,.0f}', minutes(r['train_seconds']),
               f'{r["speed_greedy"]["sources_per_s"]:,.0f}', f'{b["sources_per_s"]:,.0f}', f'![{name}]({r["png"]})']
     lines.append('| ' + ' | '.join(cells) + ' |')
-  commands = [f'- {VARIANTS[name][0]}: `seq2seq-jax {shlex.join(r["train"]["args"])}`' for name, r in results.items()]
+  commands = [f'- {VARIANTS[name][0]}: {command(r["train"]["args"])}' for name, r in results.items()]
   return '\n'.join(lines + [''] + commands)
 
 
