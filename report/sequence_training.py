@@ -27,6 +27,8 @@ VARIANTS = {
     'mrt-beam': ('MRT, 4-best of a beam of 4, α = 1', ['--config.train.objective=mrt',
                                                        '--config.train.candidates=beam']),
     'scst': ('SCST, 4 samples, greedy baseline', ['--config.train.objective=scst']),
+    'mrt-mix': ('MRT, 4 samples + the reference, α = 1, half cross-entropy',
+                ['--config.train.objective=mrt', '--config.train.mrt_reference=true', '--config.train.xent_weight=0.5']),
 }
 FINETUNE = ['--config.train.learning_rate=1e-4', '--config.train.schedule=constant', '--config.train.warmup_steps=0',
             '--config.train.label_smoothing=0']
