@@ -31,7 +31,7 @@ import shlex
 import shutil
 import sys
 
-from common import ROOT_DIR, cli, command, minutes, per_wer, result, train, training_speed
+from common import ROOT_DIR, cli, command, minutes, per_wer, report_dir, result, train, training_speed
 
 CONFIG = 'configs/g2p_cmudict.py'
 
@@ -60,7 +60,7 @@ def run_variant(name: str, overrides: list[str], root: str, extra: list[str], wo
   if penalty:
     out['beam5_cp'] = result(workdir, f'eval_beam5_cp{penalty:g}.json', 'eval', '--workdir', workdir, '--split',
                              'test', '--beam', '5', '--coverage-penalty', f'{penalty:g}')
-  png = os.path.join(ROOT_DIR, workdir, 'report', f'attention-{word}.png')
+  png = os.path.join(report_dir(workdir), f'attention-{word}.png')
   if not os.path.isfile(png):
     cli('plot-attention', '--workdir', workdir, '--output', os.path.join(workdir, 'report', f'attention-{word}.png'),
         word)

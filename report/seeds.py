@@ -55,7 +55,10 @@ def export_speed(workdir: str) -> dict:
       times['exported'].append(run([sys.executable, 'scripts/run_exported.py', exported['output']],
                                    output=out['exported'], stdin=words))
       times['predict'].append(cli('predict', '--workdir', workdir, '--input', words, output=out['predict']))
-    outputs = {name: open(file, encoding='utf-8').read().splitlines() for name, file in out.items()}
+    outputs = {}
+    for name, file in out.items():
+      with open(file, encoding='utf-8') as f:
+        outputs[name] = f.read().splitlines()
     same = sum(a == b for a, b in zip(outputs['exported'], outputs['predict']))
     lines = len(outputs['predict'])
     with open(path, 'w', encoding='utf-8') as f:
