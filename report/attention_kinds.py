@@ -7,10 +7,12 @@ For each variant it runs, with this Python (`python -m seq2seq_jax ...`; every c
   eval          --split test                     greedy PER/WER (and the teacher-forced loss, soft attention)
   decode-speed  --split test                     greedy words/s (median of 3 passes after a compiling pass)
   decode-speed  --split test --beam 5            beam-5 PER/WER and words/s
+  bench         --config ... + overrides --no-decode   training tokens/s (50 steps of the training stream)
   eval          --split test --beam 5 --coverage-penalty CP   (skipped with ATTN_COVERAGE_PENALTY=0)
   plot-attention WORD                            the greedy attention of one fixed test word, copied to FIGURES/NAME.png
-and prints one Markdown table. Training tokens/s is the median of the run's logged intervals (metrics.jsonl),
-train time their sum (the time in training steps, also when a run was resumed).
+and prints one Markdown table. Training tokens/s is `bench`'s (a separate short run, so that it can be measured
+on a quiet machine when the training was not), train time the sum of the run's logged training intervals
+(metrics.jsonl: the time in training steps, also when a run was resumed).
 
 Resumable: each result is a file under ROOT/attn-NAME/report/, and a step whose file exists is skipped; `train` is
 skipped when report/train.json records the same arguments (a killed run resumes from its last checkpoint).
@@ -57,6 +59,8 @@ def run_variant(name: str, overrides: list[str], root: str, extra: list[str], wo
                                 'test'),
          'speed_beam5': result(workdir, 'speed_beam5.json', 'decode-speed', '--workdir', workdir, '--split',
                                'test', '--beam', '5')}
+  out['bench'] = result(workdir, 'bench.json', 'bench', '--config', CONFIG, *overrides, *extra, '--no-decode',
+                        '--output', os.devnull)  # (the JSON line is kept from stdout)
   if penalty:
     out['beam5_cp'] = result(workdir, f'eval_beam5_cp{penalty:g}.json', 'eval', '--workdir', workdir, '--split',
                              'test', '--beam', '5', '--coverage-penalty', f'{penalty:g}')
@@ -67,7 +71,7 @@ def run_variant(name: str, overrides: list[str], root: str, extra: list[str], wo
   os.makedirs(figures, exist_ok=True)
   shutil.copyfile(png, os.path.join(figures, f'{name}.png'))
   out['png'] = os.path.relpath(os.path.join(figures, f'{name}.png'), ROOT_DIR)  # as the README links it
-  out['tokens_per_s'], out['train_seconds'] = training_speed(workdir)
+  out['train_seconds'] = training_speed(workdir)[1]
   return out
 
 
@@ -81,7 +85,7 @@ def table(results: dict, penalty: float, word: str) -> str:
     cells = [VARIANTS[name][0], per_wer(g), per_wer(b)]
     if penalty:
       cells.append(per_wer(r['beam5_cp']))
-    cells += [f'{r["tokens_per_s"]:,.0f}', minutes(r['train_seconds']),
+    cells += [f'{r["bench"]["train_tokens_per_s"]:,.0f}', minutes(r['train_seconds']),
               f'{r["speed_greedy"]["sources_per_s"]:,.0f}', f'{b["sources_per_s"]:,.0f}', f'![{name}]({r["png"]})']
     lines.append('| ' + ' | '.join(cells) + ' |')
   commands = [f'- {VARIANTS[name][0]}: {command(r["train"]["args"])}' for name, r in results.items()]

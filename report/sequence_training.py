@@ -4,7 +4,7 @@ training (MRT) and self-critical training (SCST), test figures before and after,
   python report/sequence_training.py     # G2P: needs ROOT/g2p-seed0 (report/seeds.py or `make train`'s run)
 
 Fine-tunings (`train.init_from`: the parent's parameters, a fresh optimizer) of FINETUNE_STEPS steps at a
-constant learning rate, each in its own workdir ROOT/TASK-NAME; the variants are in VARIANTS below. For G2P the
+constant learning rate (1e-4 unless the variant says otherwise), each in its own workdir ROOT/TASK-NAME; the variants are in VARIANTS below. For G2P the
 cost is the edit distance (the task's), for addition 0-1 (exact match). Commands (`python -m seq2seq_jax ...`,
 echoed to stderr; results kept under WORKDIR/report/, see report/common.py):
   train  --config configs/TASK.py --workdir ROOT/TASK-NAME --config.train.init_from=PARENT [variant] [budget]
@@ -21,7 +21,7 @@ from common import command, minutes, per_wer, result, train, training_speed
 # task -> (config, parent workdir name, fine-tuning steps, the metric column)
 TASKS = {'g2p_cmudict': ('configs/g2p_cmudict.py', 'g2p-seed0', 500, 'wer'),
          'addition': ('configs/addition.py', 'addition', 300, 'exact_match')}
-# name -> (what it is, its overrides)
+# name -> (what it is, its overrides[, overrides placed after FINETUNE, e.g. another learning rate])
 VARIANTS = {
     'mrt': ('MRT, 4 samples, α = 1', ['--config.train.objective=mrt']),
     'mrt-beam': ('MRT, 4-best of a beam of 4, α = 1', ['--config.train.objective=mrt',
@@ -29,6 +29,11 @@ VARIANTS = {
     'scst': ('SCST, 4 samples, greedy baseline', ['--config.train.objective=scst']),
     'mrt-mix': ('MRT, 4 samples + the reference, α = 1, half cross-entropy',
                 ['--config.train.objective=mrt', '--config.train.mrt_reference=true', '--config.train.xent_weight=0.5']),
+    'xent': ('cross-entropy only (the control)', ['--config.train.objective=xent']),
+    'xent-lr3e-5': ('cross-entropy only, lr 3e-5 (the control)', ['--config.train.objective=xent'],
+                    ['--config.train.learning_rate=3e-5']),
+    'mrt-lr3e-5': ('MRT, 4 samples, α = 1, lr 3e-5', ['--config.train.objective=mrt'],
+                   ['--config.train.learning_rate=3e-5']),
 }
 FINETUNE = ['--config.train.learning_rate=1e-4', '--config.train.schedule=constant', '--config.train.warmup_steps=0',
             '--config.train.label_smoothing=0']
@@ -49,8 +54,9 @@ def run_task(task: str, root: str, names: list[str], steps_override: str) -> lis
   for name in names:
     workdir = os.path.join(root, f'{task}-{name}')
     every = max(steps // 4, 1)
-    args = ['train', '--config', config, '--workdir', workdir, f'--config.train.init_from={parent}', *VARIANTS[name][1],
-            *FINETUNE, f'--config.train.num_steps={steps}', f'--config.train.eval_every={every}',
+    _, before, *after = VARIANTS[name]
+    args = ['train', '--config', config, '--workdir', workdir, f'--config.train.init_from={parent}', *before,
+            *FINETUNE, *(after[0] if after else []), f'--config.train.num_steps={steps}', f'--config.train.eval_every={every}',
             f'--config.train.checkpoint_every={every}']
     commands.append(f'- {VARIANTS[name][0]}: {command(train(workdir, args)["args"])}')
     rows[f'+ {VARIANTS[name][0]}, {steps} steps ({minutes(training_speed(workdir)[1])})'] = evaluate(workdir)
