@@ -117,7 +117,9 @@ def _answer(fmt: str, text: str, hyps: list[tuple[str, float]]) -> str:
 
 def _write(text: str) -> None:
   sys.stdout.flush()
-  sys.stdout.buffer.write(text.encode('utf-8'))  # UTF-8 whatever the locale
+  data = memoryview(text.encode('utf-8'))  # UTF-8 whatever the locale
+  while data:  # a pipe whose reader leaves mid-write takes part of it and says so only on the next write
+    data = data[sys.stdout.buffer.write(data):]
   sys.stdout.buffer.flush()
 
 
@@ -378,6 +380,10 @@ def main(argv=None) -> int:
   except KeyboardInterrupt:  # Ctrl-C outside training's loop (which saves and raises Interrupted instead)
     print('\ninterrupted', file=sys.stderr, flush=True)
     return 130
+  except BrokenPipeError:  # whoever read stdout went away (`| head`, a killed parent); what was saved is saved
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes at exit
+    print('stdout: closed by its reader (broken pipe); stopped writing', file=sys.stderr, flush=True)
+    return 141  # as a shell reports a process ended by SIGPIPE
   return 0
 
 

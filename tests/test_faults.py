@@ -329,3 +329,23 @@ if {' '.join(_command(str(mnt)))} 2> {tmp_path}/train.err; then echo 0; else ech
   code, err = (tmp_path / 'train.code').read_text().strip(), (tmp_path / 'train.err').read_text()
   one_error_line(int(code), err, f'workdir {mnt}: {mnt} is on a read-only file system')
   assert json.loads((tmp_path / 'info.json').read_text())['step'] == _steps(reference)[-1]
+
+
+def test_a_reader_that_goes_away_ends_the_command_in_one_line(reference, tmp_path):
+  """`predict ... | head -1`: the reader closes stdout while predict still writes (30,000 JSON lines, more
+  than a pipe holds); the command stops with one line on stderr and exit status 141, not a traceback."""
+  words = tmp_path / 'words.txt'
+  words.write_text('abcde\n' * 30000)
+  proc = subprocess.Popen([sys.executable, '-m', 'seq2seq_jax', 'predict', '--workdir', reference, '--input',
+                           str(words), '--format', 'jsonl'], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+  try:
+    first = proc.stdout.readline()
+    proc.stdout.close()
+    _, err = proc.communicate(timeout=TIMEOUT)
+  finally:
+    proc.kill()
+  assert first.strip(), first
+  err = err.decode()
+  assert proc.returncode == 141, err
+  assert 'Traceback' not in err, err
+  assert err.strip().splitlines()[-1] == 'stdout: closed by its reader (broken pipe); stopped writing', err
