@@ -75,8 +75,8 @@ def main() -> None:
   for seed, workdir in zip(SEEDS, workdirs):
     trains.append(train(workdir, ['train', '--config', CONFIG, '--workdir', workdir, f'--config.seed={seed}',
                                   *extra]))
-    rows[f'seed {seed}'] = [result(workdir, f'speed_{name}.json', 'decode-speed', '--workdir', workdir,
-                                   '--split', 'test', *beam) for name, beam in (('greedy', []), ('beam5', ['--beam', '5']))]
+    rows[f'seed {seed}'] = [result(workdir, f'speed_{name}.json', 'decode-speed', '--workdir', workdir, '--split',
+                                   'test', *beam) for name, beam in (('greedy', []), ('beam5', ['--beam', '5']))]
   members = [arg for workdir in workdirs for arg in ('--workdir', workdir)]
   ensemble = os.path.join(root, 'g2p-ensemble')  # only its report/ folder
   rows['ensemble of the three'] = [result(ensemble, f'speed_{name}.json', 'decode-speed', *members, '--split', 'test',

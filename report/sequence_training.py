@@ -4,9 +4,10 @@ training (MRT) and self-critical training (SCST), test figures before and after,
   python report/sequence_training.py     # G2P: needs ROOT/g2p-seed0 (report/seeds.py or `make train`'s run)
 
 Fine-tunings (`train.init_from`: the parent's parameters, a fresh optimizer) of FINETUNE_STEPS steps at a
-constant learning rate (1e-4 unless the variant says otherwise), each in its own workdir ROOT/TASK-NAME; the variants are in VARIANTS below. For G2P the
-cost is the edit distance (the task's), for addition 0-1 (exact match). Commands (`python -m seq2seq_jax ...`,
-echoed to stderr; results kept under WORKDIR/report/, see report/common.py):
+constant learning rate (1e-4 unless the variant says otherwise), each in its own workdir ROOT/TASK-NAME; the
+variants are in VARIANTS below. For G2P the cost is the edit distance (the task's), for addition 0-1 (exact
+match). Commands (`python -m seq2seq_jax ...`, echoed to stderr; results kept under WORKDIR/report/, see
+report/common.py):
   train  --config configs/TASK.py --workdir ROOT/TASK-NAME --config.train.init_from=PARENT [variant] [budget]
   eval   --split test [--beam 5]              before (the parent) and after (each fine-tuning)
 The addition parent is trained first with the config's own budget (ROOT/addition, ~8000 steps).
@@ -28,7 +29,8 @@ VARIANTS = {
                                                        '--config.train.candidates=beam']),
     'scst': ('SCST, 4 samples, greedy baseline', ['--config.train.objective=scst']),
     'mrt-mix': ('MRT, 4 samples + the reference, α = 1, half cross-entropy',
-                ['--config.train.objective=mrt', '--config.train.mrt_reference=true', '--config.train.xent_weight=0.5']),
+                ['--config.train.objective=mrt', '--config.train.mrt_reference=true',
+                 '--config.train.xent_weight=0.5']),
     'xent': ('cross-entropy only (the control)', ['--config.train.objective=xent']),
     'xent-lr3e-5': ('cross-entropy only, lr 3e-5 (the control)', ['--config.train.objective=xent'],
                     ['--config.train.learning_rate=3e-5']),
@@ -56,8 +58,8 @@ def run_task(task: str, root: str, names: list[str], steps_override: str) -> lis
     every = max(steps // 4, 1)
     _, before, *after = VARIANTS[name]
     args = ['train', '--config', config, '--workdir', workdir, f'--config.train.init_from={parent}', *before,
-            *FINETUNE, *(after[0] if after else []), f'--config.train.num_steps={steps}', f'--config.train.eval_every={every}',
-            f'--config.train.checkpoint_every={every}']
+            *FINETUNE, *(after[0] if after else []), f'--config.train.num_steps={steps}',
+            f'--config.train.eval_every={every}', f'--config.train.checkpoint_every={every}']
     commands.append(f'- {VARIANTS[name][0]}: {command(train(workdir, args)["args"])}')
     rows[f'+ {VARIANTS[name][0]}, {steps} steps ({minutes(training_speed(workdir)[1])})'] = evaluate(workdir)
   if metric == 'wer':
