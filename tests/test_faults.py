@@ -207,6 +207,35 @@ def test_second_run_is_refused_and_readers_see_complete_checkpoints(reference, t
   assert len(rows) == len(set(rows)) == 3 + 4 + 20  # one writer, no row twice: up to step 10, then 11-30
 
 
+@pytest.mark.parametrize('between', ['_read_json_items', 'check_structure'])
+def test_a_step_deleted_between_two_looks_of_a_reader_is_gone_not_damaged(reference, tmp_path, monkeypatch,
+                                                                          between):
+  """The interleaving the test above meets by chance, made certain: the owner deletes the step after the reader
+  has checked its meta / checksums (or its shapes) and before it looks for the other items. The reader must
+  get CheckpointGone (and so choose again), never CheckpointDamaged, and the step must not be quarantined."""
+  workdir = _copy(reference, tmp_path, 'racy')
+  step = _steps(workdir)[-1]
+  like_params, _ = restore_target(workdir)
+  owner, reader = checkpoint.Checkpointer(workdir), checkpoint.Checkpointer(workdir, read_only=True)
+  target = checkpoint.Checkpointer if between == '_read_json_items' else integrity
+  original = getattr(target, between)
+
+  def then_delete(*args, **kw):
+    out = original(*args, **kw)
+    owner.delete(step)
+    return out
+
+  monkeypatch.setattr(target, between, then_delete)
+  try:
+    with pytest.raises(checkpoint.CheckpointGone, match=f'{step}: no longer exists'):
+      reader.restore(step, like_params)
+  finally:
+    reader.close()
+    owner.close()
+  assert step not in _steps(workdir)
+  assert not [d for d in os.listdir(os.path.join(workdir, 'checkpoints')) if checkpoint.DAMAGED in d]
+
+
 def _action(workdir, action, rng, log_path):
   """One start of training on `workdir`, ended as `action` says; returns (exit status, stderr)."""
   folder = os.path.join(workdir, 'checkpoints')

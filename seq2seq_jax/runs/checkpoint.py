@@ -20,6 +20,7 @@ while it is being read raises `CheckpointGone`, and the reader chooses again. A 
 `N.damaged` (`quarantine`), never deleted.
 """
 
+import contextlib
 import errno
 import hashlib
 import json
@@ -112,6 +113,21 @@ class Checkpointer:
 
   def _json_items(self, step: int) -> tuple[dict | None, dict]:
     """(checksums or None for an old checkpoint, meta) of `step`, both verified."""
+    with self._gone_if_deleted(step):
+      return self._read_json_items(step)
+
+  @contextlib.contextmanager
+  def _gone_if_deleted(self, step: int):
+    """Turns "damaged" into `CheckpointGone` when the step's folder no longer exists: the training run that owns
+    it renamed it away (deleted it) between two of the reader's looks, so what looked missing was never damaged."""
+    try:
+      yield
+    except CheckpointDamaged:
+      if not os.path.isdir(os.path.join(self.directory, str(step))):
+        raise CheckpointGone(f'{self._where(step)}: no longer exists (deleted while being read)') from None
+      raise
+
+  def _read_json_items(self, step: int) -> tuple[dict | None, dict]:
     folder, where = os.path.join(self.directory, str(step)), self._where(step)
     if not os.path.isdir(folder):
       raise CheckpointGone(f'{where}: no longer exists (deleted while being read)')
@@ -120,9 +136,7 @@ class Checkpointer:
     names = ('meta', 'checksums') if os.path.isdir(os.path.join(folder, 'checksums')) else ('meta',)
     try:
       out = self.reader.restore(step, args=ocp.args.Composite(**{n: ocp.args.JsonRestore() for n in names}))
-    except Exception as e:  # noqa: BLE001 - whatever orbax raises for a file it cannot parse
-      if not os.path.isdir(folder):
-        raise CheckpointGone(f'{where}: no longer exists (deleted while being read)') from None
+    except Exception as e:  # noqa: BLE001 - whatever orbax raises for a file it cannot parse (or a deleted one)
       raise CheckpointDamaged(f'{where}: damaged checkpoint (cannot read its {" / ".join(names)}: '
                               f'{integrity.first_line(e)})') from None
     meta, sums = out['meta'], out.get('checksums') if 'checksums' in names else None
@@ -282,6 +296,10 @@ class Checkpointer:
 
     Raises CheckpointError when the checkpoint was saved for other shapes, CheckpointDamaged when its files
     changed since the save, CheckpointGone when it was deleted meanwhile."""
+    with self._gone_if_deleted(step):
+      return self._restore(step, like_params, like_train)
+
+  def _restore(self, step: int, like_params, like_train) -> dict:
     where, folder = self._where(step), os.path.join(self.directory, str(step))
     sums, meta = self._json_items(step)
     if sums is None:
@@ -298,9 +316,7 @@ class Checkpointer:
         raise CheckpointDamaged(f'{where}: damaged checkpoint (its {name} item is missing)')
     try:
       out = dict(self.reader.restore(step, args=ocp.args.Composite(**items)))
-    except Exception as e:  # noqa: BLE001 - the shapes fit (checked above): a failure means damaged files
-      if not os.path.isdir(folder):
-        raise CheckpointGone(f'{where}: no longer exists (deleted while being read)') from None
+    except Exception as e:  # noqa: BLE001 - the shapes fit (checked above): damaged files (or deleted ones)
       raise CheckpointDamaged(f'{where}: damaged checkpoint (cannot read it: {integrity.first_line(e)})') \
           from None
     for name in ('params', 'train'):
