@@ -25,9 +25,12 @@ train: $(BIN)/.installed
 
 # One pytest process per test file: a crash in one (XLA runs in-process) cannot take the others down, and no
 # process accumulates every file's compiled programs. Every file runs; the status is non-zero if any failed.
+# The files share one XLA compilation cache (tests/conftest.py), removed at the end.
 test: $(BIN)/.installed
-	@failed=""; for f in tests/test_*.py; do echo "== $$f"; $(BIN)/pytest -q -p no:cacheprovider $$f || failed="$$failed $$f"; done; \
-	if [ -n "$$failed" ]; then echo "FAILED:$$failed"; exit 1; fi
+	@cache=$$(mktemp -d -t seq2seq_jax_tests_XXXXXX); failed=""; \
+	for f in tests/test_*.py; do echo "== $$f"; \
+	  SEQ2SEQ_JAX_TEST_CACHE=$$cache $(BIN)/pytest -q -p no:cacheprovider $$f || failed="$$failed $$f"; done; \
+	rm -rf $$cache; if [ -n "$$failed" ]; then echo "FAILED:$$failed"; exit 1; fi
 
 clean:
 	rm -rf $(VENV) workdirs
