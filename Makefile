@@ -22,6 +22,7 @@ $(BIN)/.installed: requirements.lock pyproject.toml
 train: $(BIN)/.installed
 	$(BIN)/seq2seq-jax train --config $(CONFIG) --workdir $(WORKDIR)
 	$(BIN)/seq2seq-jax eval --workdir $(WORKDIR) --split test
+	$(BIN)/seq2seq-jax eval --workdir $(WORKDIR) --split test --beam 5
 
 # One pytest process per test file: a crash in one (XLA runs in-process) cannot take the others down, and no
 # process accumulates every file's compiled programs. Every file runs; the status is non-zero if any failed.

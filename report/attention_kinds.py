@@ -3,7 +3,7 @@
   python report/attention_kinds.py                 # everything, then the Markdown table on stdout
 
 For each variant it runs, with this Python (`python -m seq2seq_jax ...`; every command is echoed to stderr):
-  train         --config configs/g2p_cmudict.py --workdir ROOT/attn-NAME  (the config's budget and sizes) + overrides
+  train         --config configs/g2p_cmudict_v1.py --workdir ROOT/attn-NAME  (its budget and sizes) + overrides
   eval          --split test                     greedy PER/WER (and the teacher-forced loss, soft attention)
   decode-speed  --split test                     greedy words/s (median of 3 passes after a compiling pass)
   decode-speed  --split test --beam 5            beam-5 PER/WER and words/s
@@ -35,11 +35,11 @@ import sys
 
 from common import ROOT_DIR, cli, command, minutes, per_wer, report_dir, result, train, training_speed
 
-CONFIG = 'configs/g2p_cmudict.py'
+CONFIG = 'configs/g2p_cmudict_v1.py'
 
 # name -> (what it is, its overrides of the G2P config)
 VARIANTS = {
-    'additive': ('`additive` (today\'s default)', []),
+    'additive': ('`additive` (the former default)', []),
     'location': ('`location`', ['--config.model.attention=location']),
     'monotonic': ('`monotonic`', ['--config.model.attention=monotonic']),
     'mocha': ('`mocha`', ['--config.model.attention=mocha']),

@@ -4,7 +4,7 @@ WER and the ensemble's, greedy and beam 5, with decode speed; the exported greed
   python report/seeds.py                 # three `make train`-sized trainings (~17 min each on 2 quiet cores)
 
 It runs (`python -m seq2seq_jax ...`, echoed to stderr; results kept under WORKDIR/report/, see report/common.py):
-  train         --config configs/g2p_cmudict.py --workdir ROOT/g2p-seedS --config.seed=S      for S = 0, 1, 2
+  train         --config configs/g2p_cmudict_v1.py --workdir ROOT/g2p-seedS --config.seed=S      for S = 0, 1, 2
   decode-speed  --split test [--beam 5]                  each model: PER / WER and words/s (median of 3 passes
                                                          after a compiling pass)
   decode-speed  --workdir A --workdir B --workdir C ...  the ensemble (log-probabilities averaged at each step)
@@ -25,7 +25,7 @@ import sys
 
 from common import ROOT_DIR, command, last_json, per_wer, report_dir, result, run, train, cli
 
-CONFIG = 'configs/g2p_cmudict.py'
+CONFIG = 'configs/g2p_cmudict_v1.py'
 SEEDS = (0, 1, 2)
 
 

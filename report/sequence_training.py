@@ -20,7 +20,7 @@ import os
 from common import command, minutes, per_wer, result, train, training_speed
 
 # task -> (config, parent workdir name, fine-tuning steps, the metric column)
-TASKS = {'g2p_cmudict': ('configs/g2p_cmudict.py', 'g2p-seed0', 500, 'wer'),
+TASKS = {'g2p_cmudict': ('configs/g2p_cmudict_v1.py', 'g2p-seed0', 500, 'wer'),
          'addition': ('configs/addition.py', 'addition', 300, 'exact_match')}
 # name -> (what it is, its overrides[, overrides placed after FINETUNE, e.g. another learning rate])
 VARIANTS = {
