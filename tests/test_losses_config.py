@@ -1,5 +1,8 @@
 """Loss arithmetic and config handling (unknown keys, typed overrides, bad values)."""
 
+import glob
+import os
+
 import numpy as np
 import pytest
 
@@ -36,6 +39,23 @@ def test_load_config_and_overrides(tmp_path):
                                                   'model.bidirectional=false', 'model.dropout=0'])
   assert (cfg.model.cell, cfg.model.encoder_size, cfg.train.learning_rate) == ('lstm', 32, 1e-3)
   assert cfg.model.bidirectional is False and cfg.model.dropout == 0.0
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.mark.parametrize('name', sorted(os.path.basename(p) for p in glob.glob(os.path.join(ROOT, 'configs/*.py'))))
+def test_every_shipped_config_loads_and_validates(name):
+  cfg = config.load_config(os.path.join(ROOT, 'configs', name))
+  assert cfg.data.task in config.TASKS and cfg.train.num_steps > 0
+
+
+def test_the_former_g2p_default_is_kept_for_the_reports():
+  """configs/g2p_cmudict_v1.py is the default of the README's attention, ensemble and sequence-training tables:
+  the current default's data and sizes with additive attention for 8,800 steps."""
+  now, then = (config.load_config(os.path.join(ROOT, 'configs', n)) for n in ('g2p_cmudict.py', 'g2p_cmudict_v1.py'))
+  assert (then.model.attention, then.train.num_steps, then.train.eval_every) == ('additive', 8800, 2200)
+  assert then.data == now.data and then.model.encoder_size == now.model.encoder_size == 256
 
 
 @pytest.mark.parametrize('override, message', [
