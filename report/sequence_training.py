@@ -36,6 +36,12 @@ VARIANTS = {
                     ['--config.train.learning_rate=3e-5']),
     'mrt-lr3e-5': ('MRT, 4 samples, α = 1, lr 3e-5', ['--config.train.objective=mrt'],
                    ['--config.train.learning_rate=3e-5']),
+    'xent-cosine': ('cross-entropy only, lr 1e-4 → 0 (cosine), label smoothing 0.1 (the control)',
+                    ['--config.train.objective=xent'],
+                    ['--config.train.schedule=cosine', '--config.train.label_smoothing=0.1']),
+    'mrt-cosine': ('MRT, 4 samples, α = 1, lr 1e-4 → 0 (cosine), + 0.3 cross-entropy with label smoothing 0.1',
+                   ['--config.train.objective=mrt', '--config.train.xent_weight=0.3'],
+                   ['--config.train.schedule=cosine', '--config.train.label_smoothing=0.1']),
 }
 FINETUNE = ['--config.train.learning_rate=1e-4', '--config.train.schedule=constant', '--config.train.warmup_steps=0',
             '--config.train.label_smoothing=0']
