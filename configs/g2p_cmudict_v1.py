@@ -1,11 +1,11 @@
-"""The G2P default until the attention comparison: additive attention, 8,800 steps (README, Attention).
-
-The base of the README's attention, ensemble and sequence-training tables (report/attention_kinds.py,
-report/seeds.py, report/sequence_training.py), kept so that their commands still train what they measured:
+"""The G2P default as the README's attention, ensemble and sequence-training tables measured it (additive
+attention, 8,800 steps), pinned so that a later change of configs/g2p_cmudict.py does not change what their
+commands train (report/attention_kinds.py, report/seeds.py, report/sequence_training.py):
 
   seq2seq-jax train --config configs/g2p_cmudict_v1.py --workdir workdirs/g2p_v1    # test WER 25.27 greedy
 
-It is configs/g2p_cmudict.py (data, sizes, schedule) with that config's attention kind and budget of then.
+It is configs/g2p_cmudict.py (data, sizes, schedule) with the attention kind and budget it had then (today the
+same: the two train identical models).
 """
 
 import os

@@ -39,7 +39,7 @@ CONFIG = 'configs/g2p_cmudict_v1.py'
 
 # name -> (what it is, its overrides of the G2P config)
 VARIANTS = {
-    'additive': ('`additive` (the former default)', []),
+    'additive': ('`additive` (the default)', []),
     'location': ('`location`', ['--config.model.attention=location']),
     'monotonic': ('`monotonic`', ['--config.model.attention=monotonic']),
     'mocha': ('`mocha`', ['--config.model.attention=mocha']),

@@ -50,9 +50,9 @@ def test_every_shipped_config_loads_and_validates(name):
   assert cfg.data.task in config.TASKS and cfg.train.num_steps > 0
 
 
-def test_the_former_g2p_default_is_kept_for_the_reports():
-  """configs/g2p_cmudict_v1.py is the default of the README's attention, ensemble and sequence-training tables:
-  the current default's data and sizes with additive attention for 8,800 steps."""
+def test_the_reports_g2p_config_is_pinned():
+  """configs/g2p_cmudict_v1.py is the G2P default as the README's attention, ensemble and sequence-training
+  tables measured it: the current default's data and sizes with additive attention for 8,800 steps."""
   now, then = (config.load_config(os.path.join(ROOT, 'configs', n)) for n in ('g2p_cmudict.py', 'g2p_cmudict_v1.py'))
   assert (then.model.attention, then.train.num_steps, then.train.eval_every) == ('additive', 8800, 2200)
   assert then.data == now.data and then.model.encoder_size == now.model.encoder_size == 256
