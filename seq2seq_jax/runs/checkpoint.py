@@ -301,7 +301,7 @@ class Checkpointer:
 
   def _restore(self, step: int, like_params, like_train) -> dict:
     where, folder = self._where(step), os.path.join(self.directory, str(step))
-    sums, meta = self._json_items(step)
+    sums, meta = self._read_json_items(step)  # `restore` guards the whole read
     if sums is None:
       return self._restore_unverified(step, like_params, like_train, meta)
     integrity.check_structure(sums['params'], like_params, where)
