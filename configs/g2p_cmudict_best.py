@@ -1,8 +1,9 @@
-"""Grapheme-to-phoneme conversion on CMUdict: a recipe for the most accurate single model (not yet trained or timed).
+"""Grapheme-to-phoneme conversion on CMUdict: the project's most accurate single-model recipe.
 
 The same data and split as configs/g2p_cmudict.py (the default); a larger model (two layers of
-bidirectional GRU, 384 units per direction, a two-layer GRU decoder of 512), location-aware attention (the best
-kind of the README's attention table), more dropout, and a longer schedule. Training resumes exactly from its
+bidirectional GRU, 256 units per direction, a two-layer GRU decoder of 384 units; 4.9 M parameters against the
+default's 1.6 M), location-aware attention (the best kind of the README's attention table), more dropout, and a
+schedule ~2x as long (18,000 steps, ~2 hours on the README's 2 CPU cores). Training resumes exactly from its
 checkpoints, so it can run in the background and be stopped (Ctrl-C / SIGTERM) and started again at will:
 
   seq2seq-jax train   --config configs/g2p_cmudict_best.py --workdir workdirs/g2p_best
@@ -21,13 +22,13 @@ from seq2seq_jax.config import load_config
 def get_config():
   cfg = load_config(os.path.join(os.path.dirname(__file__), 'g2p_cmudict.py'))  # the default's data and training
   cfg.model.embed_size = 256
-  cfg.model.encoder_size = 384               # per direction
-  cfg.model.decoder_size = 512
+  cfg.model.encoder_size = 256               # per direction
+  cfg.model.decoder_size = 384
   cfg.model.num_layers = 2
   cfg.model.attention = 'location'
   cfg.model.attention_size = 256
-  cfg.model.dropout = 0.3
-  cfg.train.num_steps = 20_000
+  cfg.model.dropout = 0.25
+  cfg.train.num_steps = 18_000
   cfg.train.learning_rate = 2e-3
   cfg.train.warmup_steps = 500
   cfg.train.eval_every = 2000
