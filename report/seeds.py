@@ -29,6 +29,12 @@ CONFIG = 'configs/g2p_cmudict_v1.py'
 SEEDS = (0, 1, 2)
 
 
+def train_args(root: str, seed: int, extra: tuple[str, ...] = ()) -> list[str]:
+  """The `train` arguments of seed `seed`'s run (also how report/cmudict.py finds or makes it)."""
+  return ['train', '--config', CONFIG, '--workdir', os.path.join(root, f'g2p-seed{seed}'), f'--config.seed={seed}',
+          *extra]
+
+
 def test_words(workdir: str) -> str:
   """The test split's distinct sources, one per line, in a file under WORKDIR/report (relative to the root)."""
   path = os.path.join(workdir, 'report', 'test_words.txt')
@@ -73,8 +79,7 @@ def main() -> None:
   workdirs = [os.path.join(root, f'g2p-seed{seed}') for seed in SEEDS]
   rows, trains = {}, []
   for seed, workdir in zip(SEEDS, workdirs):
-    trains.append(train(workdir, ['train', '--config', CONFIG, '--workdir', workdir, f'--config.seed={seed}',
-                                  *extra]))
+    trains.append(train(workdir, train_args(root, seed, extra)))
     rows[f'seed {seed}'] = [result(workdir, f'speed_{name}.json', 'decode-speed', '--workdir', workdir, '--split',
                                    'test', *beam) for name, beam in (('greedy', []), ('beam5', ['--beam', '5']))]
   members = [arg for workdir in workdirs for arg in ('--workdir', workdir)]

@@ -1,0 +1,109 @@
+"""The README's CMUdict table: the best single-model recipe and an ensemble, test PER / WER greedy and beam 5.
+
+  python report/cmudict.py       # trains what is missing: the best recipe (~2 h on 2 cores) and the candidates
+
+It runs (`python -m seq2seq_jax ...`, echoed to stderr; results kept under WORKDIR/report/, see report/common.py):
+  train    --config configs/g2p_cmudict_best.py --workdir ROOT/g2p-best          (resumes from its checkpoints)
+  average  --workdir ROOT/g2p-best --last 3
+  eval     --workdir ROOT/g2p-best --split validation|test --step best|averaged [--beam 5]
+The ensemble's candidates are every G2P model the reports train with cross-entropy: the best recipe, the three
+seeds of report/seeds.py and the attention kinds of report/attention_kinds.py except `additive` (the same run as
+seed 0), trained here with those scripts' arguments when ROOT lacks them. Each is decoded alone on the whole
+validation split; the ensemble is the k candidates with the lowest validation WER, for the k (2..all) whose
+ensemble has the lowest validation WER — the test split is decoded only by the chosen ensemble:
+  eval     --workdir A --workdir B ... --split validation        for every k
+  eval     --workdir A --workdir B ... --split test [--beam 5]   the chosen k
+The ensemble's members use their best checkpoints (`--step best`, the default).
+Environment: CMUDICT_ROOT (default workdirs), where all the workdirs are, relative to the repository root.
+"""
+
+import json
+import os
+
+import attention_kinds
+import seeds
+from common import ROOT_DIR, command, minutes, per_wer, result, train, training_speed
+
+BEST = 'configs/g2p_cmudict_best.py'
+AVERAGE_LAST = 3
+BEAMS = (('greedy', []), ('beam5', ['--beam', '5']))
+
+
+def best_recipe(root: str) -> dict:
+  workdir = os.path.join(root, 'g2p-best')
+  out = {'workdir': workdir, 'train': train(workdir, ['train', '--config', BEST, '--workdir', workdir]),
+         'average': result(workdir, f'average{AVERAGE_LAST}.json', 'average', '--workdir', workdir, '--last',
+                           str(AVERAGE_LAST))}
+  for step in ('best', 'averaged'):
+    out[step] = {'validation': result(workdir, f'validation_{step}.json', 'eval', '--workdir', workdir, '--split',
+                                      'validation', '--step', step)}
+    for name, beam in BEAMS:
+      out[step][name] = result(workdir, f'test_{step}_{name}.json', 'eval', '--workdir', workdir, '--split', 'test',
+                               '--step', step, *beam)
+  with open(os.path.join(ROOT_DIR, workdir, 'metrics.jsonl'), encoding='utf-8') as f:
+    out['curve'] = [(r['step'], r['per'], r['wer']) for r in map(json.loads, f) if r.get('kind') == 'validation']
+  out['train_seconds'] = training_speed(workdir)[1]
+  return out
+
+
+def trained(train_args: list[str]) -> str:
+  """The workdir of `train_args`, trained first unless its report records these arguments."""
+  workdir = train_args[train_args.index('--workdir') + 1]
+  train(workdir, train_args)
+  return workdir
+
+
+def candidates(root: str, best_workdir: str) -> dict[str, str]:
+  """name -> workdir of every candidate member."""
+  out = {'best': best_workdir}
+  out.update({f'seed{seed}': trained(seeds.train_args(root, seed)) for seed in seeds.SEEDS})
+  out.update({name: trained(attention_kinds.train_args(root, name)) for name in attention_kinds.VARIANTS
+              if name != 'additive'})
+  return out
+
+
+def ensemble(root: str, members: dict[str, str]) -> dict:
+  alone = {name: result(workdir, 'validation_greedy.json', 'eval', '--workdir', workdir, '--split', 'validation')
+           for name, workdir in members.items()}
+  order = sorted(members, key=lambda name: alone[name]['wer'])  # (stable: ties keep the candidates' order)
+  folder = os.path.join(root, 'g2p-cmudict-ensemble')  # only its report/ folder
+  tried = {}
+  for k in range(2, len(order) + 1):
+    names = order[:k]
+    tried[k] = result(folder, f'validation_{"+".join(names)}.json', 'eval',
+                      *[a for name in names for a in ('--workdir', members[name])], '--split', 'validation')
+  k = min(tried, key=lambda k: (tried[k]['wer'], k))
+  names = order[:k]
+  flags = [a for name in names for a in ('--workdir', members[name])]
+  test = {name: result(folder, f'test_{"+".join(names)}_{name}.json', 'eval', *flags, '--split', 'test', *beam)
+          for name, beam in BEAMS}
+  return {'alone': alone, 'order': order, 'tried': tried, 'k': k, 'names': names, 'test': test, 'flags': flags}
+
+
+def main() -> None:
+  root = os.environ.get('CMUDICT_ROOT', 'workdirs')
+  best = best_recipe(root)
+  ens = ensemble(root, candidates(root, best['workdir']))
+  lines = ['| model | test greedy: PER / WER | test beam 5: PER / WER | validation greedy WER |', '|---|---|---|---|']
+  for step, what in (('best', 'its best checkpoint'), ('averaged', f'mean of its last {AVERAGE_LAST} checkpoints')):
+    r = best[step]
+    lines.append(f'| best recipe, {what} | {per_wer(r["greedy"])} | {per_wer(r["beam5"])} | '
+                 f'{r["validation"]["wer"]:.2f} |')
+  lines.append(f'| ensemble of {ens["k"]}: {", ".join(ens["names"])} | {per_wer(ens["test"]["greedy"])} | '
+               f'{per_wer(ens["test"]["beam5"])} | {ens["tried"][ens["k"]]["wer"]:.2f} |')
+  lines += ['', f'Best recipe: {minutes(best["train_seconds"])} in training steps (metrics.jsonl). Validation '
+                '(the first 1,000 pairs, greedy) PER / WER by step: '
+                + ', '.join(f'{s}: {p:.2f} / {w:.1f}' for s, p, w in best['curve']) + '.',
+            'Candidates alone, validation greedy WER: '
+            + ', '.join(f'{n} {ens["alone"][n]["wer"]:.2f}' for n in ens['order']) + '.',
+            'Ensembles of the k best, validation greedy WER: '
+            + ', '.join(f'{k}: {r["wer"]:.2f}' for k, r in ens['tried'].items()) + '.', '',
+            f'- best recipe: {command(best["train"]["args"])}, `seq2seq-jax average --workdir {best["workdir"]} '
+            f'--last {AVERAGE_LAST}`, `seq2seq-jax eval --workdir {best["workdir"]} --split test --step averaged '
+            '[--beam 5]`',
+            f'- ensemble: {command(["eval", *ens["flags"], "--split", "test"])} [--beam 5]']
+  print('\n'.join(lines))
+
+
+if __name__ == '__main__':
+  main()
