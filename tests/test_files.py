@@ -1,12 +1,16 @@
 """Tests for seq2seq_jax.data.files: reading TSV pairs/references and every malformed-file error."""
 
+import os
 import re
+import subprocess
+import sys
 
 import pytest
 
+from seq2seq_jax import config as config_lib
 from seq2seq_jax.data import files, sources
 from seq2seq_jax.data.files import Pair
-from seq2seq_jax.errors import DataError
+from seq2seq_jax.errors import DataError, Seq2SeqError
 
 
 def _write(tmp_path, data: bytes | str, name: str = 'data.tsv') -> str:
@@ -147,3 +151,40 @@ def test_large_file_reads_every_line(tmp_path):
   path = _write(tmp_path, ''.join(f'word{i}\tW ER D {i % 7}\n' for i in range(130_000)))
   pairs = files.read_pairs(path)
   assert len(pairs) == 130_000 and pairs[-1] == Pair('word129999', 'W ER D 2', f'{path}:130000')
+
+
+# --- scripts/write_splits.py: a task's splits as files, read back as the same data -----------------
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+WRITE_SPLITS = os.path.join(ROOT, 'scripts', 'write_splits.py')
+
+
+def _write_splits(out) -> subprocess.CompletedProcess:
+  return subprocess.run([sys.executable, WRITE_SPLITS, '--config', 'configs/reverse.py', '--output', str(out)],
+                        capture_output=True, text=True, timeout=120, cwd=ROOT)
+
+
+def test_write_splits_round_trip_and_never_overwrites(tmp_path):
+  out = tmp_path / 'splits'
+  done = _write_splits(out)
+  assert done.returncode == 0, done.stderr
+  cfg = config_lib.load_config(os.path.join(ROOT, 'configs', 'reverse.py'))
+  from_files = config_lib.load_config(os.path.join(ROOT, 'configs', 'reverse.py'))
+  for split in sources.SPLITS:
+    from_files.data[f'{split}_file'] = str(out / f'{split}.tsv')
+  for split in sources.SPLITS:
+    original = [(s, t) for s, t, _ in sources.load_pairs(cfg, split)]
+    assert original and [(s, t) for s, t, _ in sources.load_pairs(from_files, split)] == original
+  before = (out / 'test.tsv').read_bytes()
+  again = _write_splits(out)
+  assert again.returncode == 2 and again.stderr.count('\n') == 1 and 'train.tsv exists' in again.stderr
+  assert (out / 'test.tsv').read_bytes() == before
+
+
+def test_write_splits_refuses_a_pair_with_a_tab(tmp_path, monkeypatch):
+  sys.path.insert(0, os.path.dirname(WRITE_SPLITS))
+  import write_splits
+  monkeypatch.setattr(sources, 'load_pairs', lambda cfg, split: [('a\tb', 'x', 'src.tsv:3')])
+  with pytest.raises(Seq2SeqError, match=r"^src\.tsv:3: a tab or line break in 'a\\tb'"):
+    write_splits.write_splits(None, str(tmp_path / 'out'))
+  assert not (tmp_path / 'out').exists()
