@@ -91,6 +91,8 @@ def main() -> None:
                  f'{r["validation"]["wer"]:.2f} |')
   lines.append(f'| ensemble of {ens["k"]}: {", ".join(ens["names"])} | {per_wer(ens["test"]["greedy"])} | '
                f'{per_wer(ens["test"]["beam5"])} | {ens["tried"][ens["k"]]["wer"]:.2f} |')
+  step = min(('best', 'averaged'), key=lambda step: best[step]['validation']['wer'])
+  eval_args = ['eval', '--workdir', best['workdir'], '--split', 'test', *(['--step', step] if step != 'best' else [])]
   lines += ['', f'Best recipe: {minutes(best["train_seconds"])} in training steps (metrics.jsonl). Validation '
                 '(the first 1,000 pairs, greedy) PER / WER by step: '
                 + ', '.join(f'{s}: {p:.2f} / {w:.1f}' for s, p, w in best['curve']) + '.',
@@ -98,9 +100,9 @@ def main() -> None:
             + ', '.join(f'{n} {ens["alone"][n]["wer"]:.2f}' for n in ens['order']) + '.',
             'Ensembles of the k best, validation greedy WER: '
             + ', '.join(f'{k}: {r["wer"]:.2f}' for k, r in ens['tried'].items()) + '.', '',
-            f'- best recipe: {command(best["train"]["args"])}, `seq2seq-jax average --workdir {best["workdir"]} '
-            f'--last {AVERAGE_LAST}`, `seq2seq-jax eval --workdir {best["workdir"]} --split test --step averaged '
-            '[--beam 5]`',
+            f'- best recipe: {command(best["train"]["args"])}, then {command(eval_args)} [--beam 5] (the step with '
+            f'the lower validation WER; the mean of the last {AVERAGE_LAST}: `seq2seq-jax average --workdir '
+            f'{best["workdir"]} --last {AVERAGE_LAST}`, then `--step averaged`)',
             f'- ensemble: {command(["eval", *ens["flags"], "--split", "test"])} [--beam 5]']
   print('\n'.join(lines))
 
