@@ -67,14 +67,11 @@ def ensemble(root: str, members: dict[str, str]) -> dict:
            for name, workdir in members.items()}
   order = sorted(members, key=lambda name: alone[name]['wer'])  # (stable: ties keep the candidates' order)
   folder = os.path.join(root, 'g2p-cmudict-ensemble')  # only its report/ folder
-  tried = {}
-  for k in range(2, len(order) + 1):
-    names = order[:k]
-    tried[k] = result(folder, f'validation_{"+".join(names)}.json', 'eval',
-                      *[a for name in names for a in ('--workdir', members[name])], '--split', 'validation')
+  flags_of = lambda names: [a for name in names for a in ('--workdir', members[name])]  # noqa: E731
+  tried = {k: result(folder, f'validation_{"+".join(order[:k])}.json', 'eval', *flags_of(order[:k]), '--split',
+                     'validation') for k in range(2, len(order) + 1)}
   k = min(tried, key=lambda k: (tried[k]['wer'], k))
-  names = order[:k]
-  flags = [a for name in names for a in ('--workdir', members[name])]
+  names, flags = order[:k], flags_of(order[:k])
   test = {name: result(folder, f'test_{"+".join(names)}_{name}.json', 'eval', *flags, '--split', 'test', *beam)
           for name, beam in BEAMS}
   return {'alone': alone, 'order': order, 'tried': tried, 'k': k, 'names': names, 'test': test, 'flags': flags}
