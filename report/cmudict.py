@@ -14,11 +14,16 @@ ensemble has the lowest validation WER — the test split is decoded only by the
   eval     --workdir A --workdir B ... --split validation        for every k
   eval     --workdir A --workdir B ... --split test [--beam 5]   the chosen k
 The ensemble's members use their best checkpoints (`--step best`, the default).
-Environment: CMUDICT_ROOT (default workdirs), where all the workdirs are, relative to the repository root.
+Environment:
+  CMUDICT_ROOT        where all the workdirs are, relative to the repository root (default workdirs)
+  CMUDICT_OVERRIDES   extra `--config.KEY=VALUE` arguments for every training, e.g. a smoke run (its own ROOT):
+                      CMUDICT_OVERRIDES="--config.train.num_steps=20 --config.train.checkpoint_every=5
+                      --config.train.eval_examples=50"   (3 checkpoints or more, for the average of 3)
 """
 
 import json
 import os
+import shlex
 
 import attention_kinds
 import seeds
@@ -29,9 +34,9 @@ AVERAGE_LAST = 3
 BEAMS = (('greedy', []), ('beam5', ['--beam', '5']))
 
 
-def best_recipe(root: str) -> dict:
+def best_recipe(root: str, extra: list[str]) -> dict:
   workdir = os.path.join(root, 'g2p-best')
-  out = {'workdir': workdir, 'train': train(workdir, ['train', '--config', BEST, '--workdir', workdir]),
+  out = {'workdir': workdir, 'train': train(workdir, ['train', '--config', BEST, '--workdir', workdir, *extra]),
          'average': result(workdir, f'average{AVERAGE_LAST}.json', 'average', '--workdir', workdir, '--last',
                            str(AVERAGE_LAST))}
   for step in ('best', 'averaged'):
@@ -41,7 +46,9 @@ def best_recipe(root: str) -> dict:
       out[step][name] = result(workdir, f'test_{step}_{name}.json', 'eval', '--workdir', workdir, '--split', 'test',
                                '--step', step, *beam)
   with open(os.path.join(ROOT_DIR, workdir, 'metrics.jsonl'), encoding='utf-8') as f:
-    out['curve'] = [(r['step'], r['per'], r['wer']) for r in map(json.loads, f) if r.get('kind') == 'validation']
+    rows = [r for r in map(json.loads, f) if r.get('kind') == 'validation']
+  out['curve'] = [(r['step'], r['per'], r['wer']) for r in rows]
+  out['curve_items'] = rows[-1]['num_items'] if rows else 0
   out['train_seconds'] = training_speed(workdir)[1]
   return out
 
@@ -53,11 +60,11 @@ def trained(train_args: list[str]) -> str:
   return workdir
 
 
-def candidates(root: str, best_workdir: str) -> dict[str, str]:
+def candidates(root: str, best_workdir: str, extra: list[str]) -> dict[str, str]:
   """name -> workdir of every candidate member."""
   out = {'best': best_workdir}
-  out.update({f'seed{seed}': trained(seeds.train_args(root, seed)) for seed in seeds.SEEDS})
-  out.update({name: trained(attention_kinds.train_args(root, name)) for name in attention_kinds.VARIANTS
+  out.update({f'seed{seed}': trained(seeds.train_args(root, seed, extra)) for seed in seeds.SEEDS})
+  out.update({name: trained(attention_kinds.train_args(root, name, extra)) for name in attention_kinds.VARIANTS
               if name != 'additive'})
   return out
 
@@ -79,8 +86,9 @@ def ensemble(root: str, members: dict[str, str]) -> dict:
 
 def main() -> None:
   root = os.environ.get('CMUDICT_ROOT', 'workdirs')
-  best = best_recipe(root)
-  ens = ensemble(root, candidates(root, best['workdir']))
+  extra = shlex.split(os.environ.get('CMUDICT_OVERRIDES', ''))
+  best = best_recipe(root, extra)
+  ens = ensemble(root, candidates(root, best['workdir'], extra))
   lines = ['| model | test greedy: PER / WER | test beam 5: PER / WER | validation greedy WER |', '|---|---|---|---|']
   for step, what in (('best', 'its best checkpoint'), ('averaged', f'mean of its last {AVERAGE_LAST} checkpoints')):
     r = best[step]
@@ -91,7 +99,7 @@ def main() -> None:
   step = min(('best', 'averaged'), key=lambda step: best[step]['validation']['wer'])
   eval_args = ['eval', '--workdir', best['workdir'], '--split', 'test', *(['--step', step] if step != 'best' else [])]
   lines += ['', f'Best recipe: {minutes(best["train_seconds"])} in training steps (metrics.jsonl). Validation '
-                '(the first 1,000 pairs, greedy) PER / WER by step: '
+                f'(the first {best["curve_items"]:,} pairs, greedy) PER / WER by step: '
                 + ', '.join(f'{s}: {p:.2f} / {w:.1f}' for s, p, w in best['curve']) + '.',
             'Candidates alone, validation greedy WER: '
             + ', '.join(f'{n} {ens["alone"][n]["wer"]:.2f}' for n in ens['order']) + '.',
