@@ -50,14 +50,18 @@ VARIANTS = {
 }
 
 
+def workdir_of(root: str, name: str) -> str:
+  return os.path.join(root, f'attn-{name}')  # as the commands see it (they run in the repository root)
+
+
 def train_args(root: str, name: str, extra: tuple[str, ...] = ()) -> list[str]:
   """The `train` arguments of variant `name` (also how report/cmudict.py finds or makes its run)."""
-  return ['train', '--config', CONFIG, '--workdir', os.path.join(root, f'attn-{name}'), *VARIANTS[name][1], *extra]
+  return ['train', '--config', CONFIG, '--workdir', workdir_of(root, name), *VARIANTS[name][1], *extra]
 
 
 def run_variant(name: str, overrides: list[str], root: str, extra: list[str], word: str, penalty: float,
                 figures: str) -> dict:
-  workdir = os.path.join(root, f'attn-{name}')  # as the commands see it (they run in the repository root)
+  workdir = workdir_of(root, name)
   out = {'train': train(workdir, train_args(root, name, extra)),
          'greedy': result(workdir, 'eval_greedy.json', 'eval', '--workdir', workdir, '--split', 'test'),
          'speed_greedy': result(workdir, 'speed_greedy.json', 'decode-speed', '--workdir', workdir, '--split',

@@ -53,19 +53,16 @@ def best_recipe(root: str, extra: list[str]) -> dict:
   return out
 
 
-def trained(train_args: list[str]) -> str:
-  """The workdir of `train_args`, trained first unless its report records these arguments."""
-  workdir = train_args[train_args.index('--workdir') + 1]
-  train(workdir, train_args)
-  return workdir
-
-
 def candidates(root: str, best_workdir: str, extra: list[str]) -> dict[str, str]:
-  """name -> workdir of every candidate member."""
+  """name -> workdir of every candidate member, trained first unless its report records the same arguments."""
   out = {'best': best_workdir}
-  out.update({f'seed{seed}': trained(seeds.train_args(root, seed, extra)) for seed in seeds.SEEDS})
-  out.update({name: trained(attention_kinds.train_args(root, name, extra)) for name in attention_kinds.VARIANTS
-              if name != 'additive'})
+  for seed in seeds.SEEDS:
+    out[f'seed{seed}'] = seeds.workdir_of(root, seed)
+    train(out[f'seed{seed}'], seeds.train_args(root, seed, extra))
+  for name in attention_kinds.VARIANTS:
+    if name != 'additive':
+      out[name] = attention_kinds.workdir_of(root, name)
+      train(out[name], attention_kinds.train_args(root, name, extra))
   return out
 
 

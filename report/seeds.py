@@ -29,10 +29,13 @@ CONFIG = 'configs/g2p_cmudict_v1.py'
 SEEDS = (0, 1, 2)
 
 
+def workdir_of(root: str, seed: int) -> str:
+  return os.path.join(root, f'g2p-seed{seed}')
+
+
 def train_args(root: str, seed: int, extra: tuple[str, ...] = ()) -> list[str]:
   """The `train` arguments of seed `seed`'s run (also how report/cmudict.py finds or makes it)."""
-  return ['train', '--config', CONFIG, '--workdir', os.path.join(root, f'g2p-seed{seed}'), f'--config.seed={seed}',
-          *extra]
+  return ['train', '--config', CONFIG, '--workdir', workdir_of(root, seed), f'--config.seed={seed}', *extra]
 
 
 def test_words(workdir: str) -> str:
@@ -76,7 +79,7 @@ def export_speed(workdir: str) -> dict:
 def main() -> None:
   root = os.environ.get('SEEDS_ROOT', 'workdirs')
   extra = shlex.split(os.environ.get('SEEDS_OVERRIDES', ''))
-  workdirs = [os.path.join(root, f'g2p-seed{seed}') for seed in SEEDS]
+  workdirs = [workdir_of(root, seed) for seed in SEEDS]
   rows, trains = {}, []
   for seed, workdir in zip(SEEDS, workdirs):
     trains.append(train(workdir, train_args(root, seed, extra)))
